@@ -81,3 +81,17 @@ def check_positive_float(value: object, name: str) -> float:
     if not (value > 0 and value < float("inf")):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return value
+
+
+def check_same_dtype_device(x: torch.Tensor, like: torch.Tensor, name: str = "x") -> None:
+    """Raise a TypeError if x's dtype or device differs from the model's weights `like`."""
+    if x.dtype != like.dtype:
+        raise TypeError(
+            f"{name} is {x.dtype} but the model's weights are {like.dtype}; convert one of them, "
+            f"e.g. {name}.to({like.dtype}) or model.to({x.dtype})"
+        )
+    if x.device != like.device:
+        raise TypeError(
+            f"{name} is on {x.device} but the model is on {like.device}; move one of them, "
+            f"e.g. {name}.to('{like.device}')"
+        )

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .checks import check_points
+from .checks import check_points, check_same_dtype_device
 
 
 def mlp(n_in: int, n_out: int, hidden: tuple[int, ...] = (128, 128)) -> nn.Sequential:
@@ -106,6 +106,7 @@ class Coupling(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z = f^-1(x) and log|det dz/dx|, for x of shape (batch, dim)."""
         check_points(x, self.dim)
+        check_same_dtype_device(x, self.net[-1].weight)
         x_a, x_b = self._split(x)
         z_b, log_det = self._transform(x_b, self.net(x_a))
         return self._merge(x_a, z_b), log_det
@@ -113,6 +114,7 @@ class Coupling(nn.Module):
     def inverse(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x = f(z) and log|det dx/dz|, for z of shape (batch, dim)."""
         check_points(z, self.dim, "z")
+        check_same_dtype_device(z, self.net[-1].weight, "z")
         z_a, z_b = self._split(z)
         x_b, log_det = self._untransform(z_b, self.net(z_a))  # s, t from z_a == x_a
         return self._merge(z_a, x_b), log_det
