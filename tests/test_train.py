@@ -1,0 +1,287 @@
+"""Specification of flowedu.train: maximum-likelihood fitting, its history, stops and failures."""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+
+import pytest
+import torch
+
+from flowedu import train
+from flowedu.realnvp import realnvp
+from flowedu.train import History, TrainingError, fit, nll, pick_device
+
+try:
+    from flowedu import datasets
+except ImportError:  # written concurrently; the tests make their own moons until it exists
+    datasets = None
+
+ENTROPY_N01_2D = math.log(2 * math.pi * math.e)  # 2.8379 nats
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models train faster on one thread, and a shared CPU is not oversubscribed."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def moons(n: int, seed: int) -> torch.Tensor:
+    """FFJORD's moons: make_moons(noise=.1) * 2 + (-1, -0.2)."""
+    if datasets is not None:
+        return datasets.sample("moons", n, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    t = torch.rand(n, generator=gen) * math.pi
+    upper = torch.rand(n, generator=gen) < 0.5
+    x = torch.where(upper, torch.cos(t), 1 - torch.cos(t))
+    y = torch.where(upper, torch.sin(t), 0.5 - torch.sin(t))
+    pts = torch.stack([x, y], 1) + 0.1 * torch.randn(n, 2, generator=gen)
+    return pts * 2 + torch.tensor([-1.0, -0.2])
+
+
+def small_flow(seed: int = 0, **kwargs) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return realnvp(**{"n_layers": 4, "hidden": (32, 32), **kwargs})
+
+
+def gaussian(n: int, seed: int) -> torch.Tensor:
+    return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
+
+
+# --- learning ------------------------------------------------------------------------------
+
+
+def test_training_on_moons_lowers_the_nll_well_below_the_untrained_flows():
+    train_x, test_x = moons(4000, seed=0), moons(4000, seed=1)
+    stats = (train_x.mean(0).tolist(), train_x.std(0).tolist())
+    flow = small_flow(standardize=stats)
+    before, _ = nll(flow, test_x)  # a new flow is the Gaussian fitted to the data
+    history = fit(flow, train_x, steps=200, batch_size=128, lr=5e-3, progress=False)
+    after, stderr = nll(flow, test_x)
+    assert 3.3 < before < 3.5
+    assert after < before - 0.4, (before, after)
+    assert history.losses[-1] < history.losses[0] - 0.3
+    if datasets is not None:
+        assert after > datasets.entropy("moons") - 3 * stderr  # the NLL cannot beat H
+
+
+def test_fit_with_the_same_seed_repeats_the_same_losses():
+    x = gaussian(500, seed=0) * 2
+    runs = [fit(small_flow(), x, steps=20, batch_size=64, seed=5, progress=False) for _ in "ab"]
+    assert runs[0].losses == runs[1].losses
+    other = fit(small_flow(), x, steps=20, batch_size=64, seed=6, progress=False)
+    assert other.losses != runs[0].losses
+
+
+def test_history_records_every_step_once_and_where_and_how_long_it_ran():
+    calls = []
+    history = fit(
+        small_flow(),
+        gaussian(200, seed=0),
+        steps=23,
+        batch_size=32,
+        report_every=10,
+        progress=False,
+        callback=lambda step, loss: calls.append((step, loss)),
+    )
+    assert isinstance(history, History)
+    assert history.steps == 23 and len(history.losses) == 23
+    assert all(math.isfinite(v) for v in history.losses)
+    assert history.device == "cpu" and history.device_name == "CPU"
+    assert history.seconds > 0 and not history.stopped_early
+    assert [step for step, _ in calls] == [10, 20, 23]
+    assert [loss for _, loss in calls] == [history.losses[i - 1] for i in (10, 20, 23)]
+
+
+def test_fit_leaves_the_flow_in_eval_mode():
+    flow = small_flow()
+    fit(flow, gaussian(100, seed=0), steps=2, batch_size=16, progress=False)
+    assert not flow.training
+
+
+def test_fit_accepts_a_dataset_name():
+    if datasets is None:
+        pytest.skip("flowedu.datasets is not written yet")
+    history = fit(small_flow(), "moons", steps=3, batch_size=16, progress=False)
+    assert history.steps == 3
+
+
+# --- stopping ------------------------------------------------------------------------------
+
+
+def test_a_stop_event_set_from_the_callback_ends_training_at_that_step():
+    stop = threading.Event()
+
+    def callback(step, loss):
+        if step == 10:
+            stop.set()
+
+    history = fit(
+        small_flow(),
+        gaussian(200, seed=0),
+        steps=1000,
+        batch_size=32,
+        report_every=5,
+        progress=False,
+        callback=callback,
+        stop=stop,
+    )
+    assert history.stopped_early
+    assert history.steps == 10 and len(history.losses) == 10
+
+
+def test_a_stop_event_set_before_training_stops_after_one_step():
+    stop = threading.Event()
+    stop.set()
+    history = fit(small_flow(), gaussian(100, seed=0), steps=50, stop=stop, progress=False)
+    assert history.stopped_early and history.steps == 1 and len(history.losses) == 1
+
+
+# --- failures ------------------------------------------------------------------------------
+
+
+def finite_weights(flow) -> bool:
+    return all(torch.isfinite(t).all() for t in flow.state_dict().values())
+
+
+def test_a_diverging_loss_raises_training_error_naming_step_and_layer_and_restores_weights():
+    flow = small_flow(scale_bound=None)
+    start = copy.deepcopy(flow.state_dict())
+    data = gaussian(500, seed=0) * 3
+    with pytest.raises(TrainingError) as err:
+        fit(flow, data, steps=100, batch_size=64, lr=1e10, report_every=10, progress=False)
+    message = str(err.value)
+    assert "at step" in message and "layer" in message and "AffineCoupling" in message
+    assert "restored to step 0" in message and "smaller lr" in message
+    assert finite_weights(flow)
+    assert all(torch.equal(start[k], v) for k, v in flow.state_dict().items())
+
+
+def test_a_layer_returning_nan_at_step_7_is_named_and_weights_go_back_to_step_5(monkeypatch):
+    flow = small_flow()
+    layer = flow.layers[2]
+    real_forward, calls = layer.forward, [0]
+
+    def forward_that_breaks(x):
+        calls[0] += 1
+        z, log_det = real_forward(x)
+        return (z * float("nan"), log_det) if calls[0] >= 7 else (z, log_det)
+
+    monkeypatch.setattr(layer, "forward", forward_that_breaks)
+    snapshots = {}
+
+    def callback(step, loss):
+        snapshots[step] = copy.deepcopy(flow.state_dict())
+
+    with pytest.raises(TrainingError) as err:
+        fit(
+            flow,
+            gaussian(200, seed=0),
+            steps=20,
+            batch_size=32,
+            report_every=5,
+            progress=False,
+            callback=callback,
+        )
+    message = str(err.value)
+    assert "the loss became nan at step 7" in message
+    assert "layer 2 (AffineCoupling)" in message
+    assert "restored to step 5" in message
+    assert finite_weights(flow)
+    assert all(torch.equal(snapshots[5][k], v) for k, v in flow.state_dict().items())
+
+
+# --- evaluation ----------------------------------------------------------------------------
+
+
+def test_nll_returns_the_mean_and_its_standard_error():
+    flow = small_flow(standardize=([0.5, 0.0], [2.0, 1.0]))
+    x = gaussian(1000, seed=2)
+    mean, stderr = nll(flow, x, batch_size=300)  # chunks must not change the answer
+    values = -flow.log_prob(x).double().detach()
+    assert mean == pytest.approx(values.mean().item(), rel=1e-6)
+    assert stderr == pytest.approx(values.std().item() / math.sqrt(len(x)), rel=1e-6)
+
+
+def test_nll_of_the_standard_normal_flow_on_its_own_samples_is_its_entropy():
+    flow = small_flow()  # new, without standardize: exactly N(0, I)
+    mean, stderr = nll(flow, gaussian(20_000, seed=3))
+    assert abs(mean - ENTROPY_N01_2D) < 3 * stderr
+    assert stderr == pytest.approx(1 / math.sqrt(20_000), rel=0.05)  # sd of 0.5 chi2_2 is 1
+
+
+def test_nll_of_points_with_zero_density_names_the_problem():
+    flow = small_flow(scale_bound=None)
+    with torch.no_grad():
+        flow.layers[1].net[-1].bias.fill_(1e4)  # exp(s) overflows
+    with pytest.raises(ValueError, match="non-finite log-likelihood.*layer 1"):
+        nll(flow, gaussian(10, seed=0))
+
+
+# --- devices -------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_pick_device_is_the_cpu_here_and_refuses_cuda_clearly():
+    if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        assert pick_device() == torch.device("cpu")
+    assert pick_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="no CUDA GPU is visible; use 'cpu'"):
+        pick_device("cuda")
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        fit(small_flow(), gaussian(10, seed=0), steps=1, device="cuda", progress=False)
+
+
+def test_pick_device_refuses_an_unknown_name():
+    with pytest.raises(ValueError, match="unknown device 'gpu0'.*use 'cpu' or 'cuda'"):
+        pick_device("gpu0")
+
+
+def test_device_name_is_cpu_for_the_cpu():
+    assert train.device_name(torch.device("cpu")) == "CPU"
+
+
+# --- bad arguments -------------------------------------------------------------------------
+
+
+def nan_data():
+    x = gaussian(50, seed=0)
+    x[7, 0] = float("nan")
+    return x
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(steps=0), "steps must be a positive integer, got 0"),
+        (dict(steps=2.5), "steps must be a positive integer"),
+        (dict(batch_size=-1), "batch_size must be a positive integer, got -1"),
+        (dict(lr=0), "lr must be a finite number > 0, got 0.0"),
+        (dict(lr=float("nan")), "lr must be a finite number > 0"),
+        (dict(lr="fast"), "lr must be a positive number"),
+        (dict(schedule="linear"), 'schedule must be "constant" or "cosine"'),
+        (dict(report_every=-5), "report_every must be a positive integer"),
+        (dict(data=torch.zeros(50, 3)), r"expected data of shape (batch, 2), got (50, 3)"),
+        (dict(data=torch.zeros(50)), "data.reshape(1, -1)"),
+        (dict(data=nan_data()), "data contains 1 NaN and 0 infinite values (first bad rows: [7])"),
+    ],
+)
+def test_fit_rejects_bad_arguments_saying_what_is_wrong(kwargs, words):
+    args = {"data": gaussian(50, seed=0), "steps": 5, "progress": False, **kwargs}
+    with pytest.raises(ValueError) as err:
+        fit(small_flow(), **args)
+    assert words in str(err.value)
+
+
+def test_fit_rejects_data_that_is_not_a_tensor():
+    with pytest.raises(TypeError, match="data must be a torch.Tensor"):
+        fit(small_flow(), [[0.0, 1.0]], steps=1, progress=False)
+
+
+def test_nll_rejects_points_of_the_wrong_shape():
+    with pytest.raises(ValueError, match=r"expected x of shape \(batch, 2\), got \(4, 3\)"):
+        nll(small_flow(), torch.zeros(4, 3))
