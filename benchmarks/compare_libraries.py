@@ -111,7 +111,7 @@ def run(seed: int, steps: int) -> dict[str, dict[str, float]]:
             times[name].append(time.perf_counter() - t0)
     test = datasets.sample("moons", 20_000, seed=10_000 + seed)
     out = {}
-    for name, (module, log_prob, _) in models.items():
+    for name, (_, log_prob, _) in models.items():
         with torch.no_grad():
             nll = -log_prob(test).mean().item()
         # The median is robust to the odd slow step when another process wakes up.

@@ -19,7 +19,6 @@ import torch
 from .flow import Flow
 from .realnvp import from_config
 
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 FORMAT = "flowedu-checkpoint"
 VERSION = 1
 
@@ -53,6 +52,7 @@ def save(path: str | os.PathLike, flow: Flow, metadata: dict | None = None) -> P
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a checkpoint is for sharing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -96,22 +96,3 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[F
         if tensor.dtype.is_floating_point and not torch.isfinite(tensor).all():
             raise CheckpointError(f"{path} holds NaN or infinite weights in {name}")
     return flow.to(device).eval(), metadata
-
-
-def load_pretrained(name: str, device: str | torch.device = "cpu") -> tuple[Flow, dict]:
-    """Load the shipped flow trained on toy dataset `name`; return (flow, metadata).
-
-    The environment variable FLOWEDU_PRETRAINED_DIR points at another folder of checkpoints.
-    """
-    from .datasets import NAMES
-
-    if name not in NAMES:
-        raise ValueError(f"no pretrained flow for {name!r}; choose one of {', '.join(NAMES)}")
-    folder = Path(os.environ.get("FLOWEDU_PRETRAINED_DIR") or PRETRAINED_DIR)
-    path = folder / f"{name}.pt"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no pretrained flow at {path}; create it with `python -m flowedu.pretrain "
-            f"--datasets {name}` (minutes on a CPU)"
-        )
-    return load(path, device)

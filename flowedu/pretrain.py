@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from . import __version__, checkpoint, datasets
-from .checkpoint import PRETRAINED_DIR
+from .pretrained_flows import SHIPPED_DIR
 from .realnvp import realnvp
 from .train import device_name, fit, nll, pick_device
 
@@ -33,7 +33,7 @@ def pretrain_one(
     lr: float,
     device: torch.device,
     seed: int = 0,
-    out_dir: Path = PRETRAINED_DIR,
+    out_dir: Path = SHIPPED_DIR,
     n_test: int = 100_000,
     progress: bool | None = None,
 ) -> dict:
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--device", default=None, help="cuda, mps or cpu; default: the best")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=PRETRAINED_DIR)
+    parser.add_argument("--out", type=Path, default=SHIPPED_DIR)
     args = parser.parse_args(argv)
     for name in args.datasets:
         if name not in datasets.NAMES:

@@ -1,0 +1,277 @@
+"""The numbers behind one animation: a flow's pass over a cloud of points and a grid.
+
+For one setting (a flow, a direction, a number of points) the kernel runs Flow.trace once
+and keeps every intermediate, so that the browser can replay the motion without asking the
+kernel again. With L layers:
+
+    points[k]   = the cloud after k layers, k = 0 .. L        (L + 1, n, 2)
+    grid[k]     = the grid lines after k layers               (L + 1, lines * samples, 2)
+    log_dets[k] = log|det J| of step k -> k + 1 at each point (L, n)
+
+Between k and k + 1 the browser draws (1 - t) points[k] + t points[k + 1] for t in [0, 1]
+(frame_at is the same formula in Python). A step with log|det J| > 0 at a point spreads the
+points near it apart (the area around it grows by the factor e^{log|det J|}); < 0 squeezes
+them together.
+
+Everything here imports torch lazily (inside the functions): importing flowedu.app is cheap.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import functools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DIRECTIONS = ("generate", "normalize")  # generate: N(0, I) -> data; normalize: data -> N(0, I)
+MIN_POINTS, MAX_POINTS = 100, 20_000
+GRID_LINES = 13  # lines in each of the two directions
+GRID_SAMPLES = 64  # points along each grid line
+LATENT_EXTENT = 3.0  # the latent grid covers [-3, 3]^2: 99% of N(0, I) lies inside
+HEATMAP_SIZE = 48  # pixels per side of each density image; the browser smooths them
+LOGDET_BINS = 11  # colours for log|det J|; odd, so that the middle colour means "area kept"
+
+
+@dataclass
+class Frames:
+    """Every intermediate of one pass, as float32 arrays ready to send to the browser."""
+
+    dataset: str
+    direction: str
+    points: np.ndarray  # (L + 1, n, 2) float32
+    grid: np.ndarray  # (L + 1, lines * samples, 2) float32; lines are contiguous
+    grid_shape: tuple[int, int]  # (number of lines, samples per line)
+    log_dets: np.ndarray  # (L, n) float32: log|det J| of step k -> k + 1 at each point
+    colour_bins: np.ndarray  # (L, n) uint8 in [0, LOGDET_BINS): log_dets binned, see below
+    logdet_scale: float  # log|det J| of +-logdet_scale or beyond gets the end colours
+    layer_names: list[str]  # what each of the L steps does, in the order shown
+    half: float  # the view is the square [-half, half]^2
+    seconds: float = 0.0  # how long compute_frames took
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_layers(self) -> int:
+        return self.points.shape[0] - 1
+
+
+def check_setting(dataset: str, direction: str, n_points: int) -> None:
+    """Raise a ValueError that says what to pass if a setting is not one the app can show."""
+    from flowedu.datasets import NAMES
+
+    if dataset not in NAMES:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(NAMES)}")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be 'generate' or 'normalize', got {direction!r}")
+    if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)):
+        raise ValueError(f"n_points must be an integer, got {n_points!r}")
+    if not MIN_POINTS <= n_points <= MAX_POINTS:
+        raise ValueError(
+            f"n_points must be between {MIN_POINTS} and {MAX_POINTS:,}, got {n_points:,}: fewer "
+            "show no shape, more make the browser drop frames"
+        )
+
+
+@functools.lru_cache(maxsize=16)
+def view_half_width(dataset: str) -> float:
+    """Half the side of the square shown: the data (99.5% of it) and N(0, I), with a margin."""
+    from flowedu import datasets
+
+    x = datasets.sample(dataset, 4000, seed=0).numpy()
+    extent = max(3.3, float(np.quantile(np.abs(x), 0.995)))
+    return math.ceil(extent * 1.15 * 2) / 2  # rounded up to a multiple of 0.5
+
+
+def grid_lines(extent: float, lines: int = GRID_LINES, samples: int = GRID_SAMPLES):
+    """Straight lines covering [-extent, extent]^2: `lines` vertical, then `lines` horizontal.
+
+    Returns a float32 tensor of shape (2 * lines * samples, 2), one line after the other.
+    """
+    import torch
+
+    ticks = torch.linspace(-extent, extent, lines)
+    along = torch.linspace(-extent, extent, samples)
+    tick, run = torch.meshgrid(ticks, along, indexing="ij")  # (lines, samples) each
+    vertical = torch.stack([tick, run], dim=-1)  # x fixed, y runs
+    horizontal = torch.stack([run, tick], dim=-1)  # y fixed, x runs
+    return torch.cat([vertical, horizontal]).reshape(-1, 2)
+
+
+def start_points(dataset: str, direction: str, n_points: int, seed: int = 0):
+    """The cloud a pass starts from: N(0, I) draws to generate, data samples to normalize."""
+    import torch
+
+    from flowedu import datasets
+
+    if direction == "generate":
+        return torch.randn(n_points, 2, generator=torch.Generator().manual_seed(seed))
+    return datasets.sample(dataset, n_points, seed=seed)
+
+
+def layer_names(flow, direction: str) -> list[str]:
+    """A short description of each step, in the order the pass applies them."""
+    from flowedu.couplings import AdditiveCoupling, AffineCoupling, Permutation, Standardize
+
+    order = list(flow.layers) if direction == "normalize" else list(reversed(flow.layers))
+    n_couplings = sum(isinstance(layer, (AffineCoupling, AdditiveCoupling)) for layer in order)
+    names, count = [], 0
+    for layer in order:
+        if isinstance(layer, (AffineCoupling, AdditiveCoupling)):
+            count += 1
+            moved = "y" if layer.idx_b.tolist() == [1] else "x"  # 2D: one moves, one stays
+            given = "x" if moved == "y" else "y"
+            how = "scales and shifts" if isinstance(layer, AffineCoupling) else "shifts"
+            names.append(f"coupling {count}/{n_couplings} {how} {moved}, given {given}")
+        elif isinstance(layer, Standardize):
+            names.append(
+                "standardise to mean 0, sd 1"
+                if direction == "normalize"
+                else "undo the standardisation (data units)"
+            )
+        elif isinstance(layer, Permutation):
+            names.append("swap the coordinates")
+        else:
+            names.append(type(layer).__name__)
+    return names
+
+
+def logdet_scale(log_dets: np.ndarray) -> float:
+    """A colour scale for log|det J|: its 90th percentile in size, two significant digits.
+
+    Layers that change every point's area alike (such as the standardisation) are left out:
+    they would set the scale and wash out the couplings' colours.
+    """
+    varying = [row for row in np.asarray(log_dets) if row.size and np.ptp(row) > 1e-6]
+    if not varying:
+        return 1.0
+    q = float(np.quantile(np.abs(np.stack(varying)), 0.90))
+    if not q > 0.05:
+        return 0.05
+    return float(f"{q:.2g}")
+
+
+def logdet_colour_bins(log_dets: np.ndarray, scale: float, bins: int = LOGDET_BINS) -> np.ndarray:
+    """Bin log|det J| into `bins` colours: bins // 2 is 0 (area kept), 0 is <= -scale (area
+    shrinks by e^scale or more), bins - 1 is >= +scale (area grows by e^scale or more)."""
+    half = bins // 2
+    u = np.clip(np.asarray(log_dets, dtype=np.float64) / scale, -1.0, 1.0)
+    return (np.rint(u * half) + half).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=4)
+def logdet_palette(bins: int = LOGDET_BINS) -> tuple[str, ...]:
+    """The hex colour of each bin, from the course's expand / contract colour map."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    from flowedu.style import EXPAND_CMAP
+
+    cmap = colormaps[EXPAND_CMAP]
+    colours = []
+    for i in range(bins):
+        h, lightness, s = colorsys.rgb_to_hls(*cmap(i / (bins - 1))[:3])
+        # Darken the pale middle of the map, so that points whose area barely changes
+        # still show on a white page and on the grey density.
+        colours.append(to_hex(colorsys.hls_to_rgb(h, min(lightness, 0.6), s)))
+    return tuple(colours)
+
+
+def compute_frames(
+    flow,
+    dataset: str,
+    direction: str = "generate",
+    n_points: int = 2000,
+    grid: bool = True,
+    seed: int = 0,
+) -> Frames:
+    """Run one pass of `flow` over n_points (and the grid lines) and keep every intermediate.
+
+    direction="generate" starts from N(0, I) draws and a grid over [-3, 3]^2 in latent space;
+    "normalize" starts from samples of `dataset` and a grid over the data. The same seed
+    gives the same points, so changing a setting never reshuffles the cloud.
+    """
+    import time
+
+    import torch
+
+    from flowedu.checks import skip_finite_checks
+
+    check_setting(dataset, direction, n_points)
+    start = time.perf_counter()
+    half = view_half_width(dataset)
+    x = start_points(dataset, direction, n_points, seed)
+    if grid:
+        extent = LATENT_EXTENT if direction == "generate" else round(half / 1.15, 1)
+        lines = grid_lines(extent)
+        x = torch.cat([x, lines])
+    x = x.to(flow.device, flow.dtype)
+    with torch.inference_mode(), skip_finite_checks():  # trace checks each layer's output
+        trace = flow.trace(x, direction)
+    stacked = torch.stack(trace.points).float().cpu().numpy()  # (L + 1, n + n_grid, 2)
+    log_dets = torch.stack(trace.log_dets).float().cpu().numpy()[:, :n_points]  # (L, n)
+    scale = logdet_scale(log_dets)
+    return Frames(
+        dataset=dataset,
+        direction=direction,
+        points=np.ascontiguousarray(stacked[:, :n_points]),
+        grid=np.ascontiguousarray(stacked[:, n_points:]),
+        grid_shape=(2 * GRID_LINES, GRID_SAMPLES) if grid else (0, GRID_SAMPLES),
+        log_dets=np.ascontiguousarray(log_dets),
+        colour_bins=logdet_colour_bins(log_dets, scale),
+        logdet_scale=scale,
+        layer_names=layer_names(flow, direction),
+        half=half,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def frame_at(frames: Frames, position: float, which: str = "points") -> np.ndarray:
+    """The cloud (or grid) drawn at `position` in [0, L]: linear between layers k and k + 1.
+
+    position = k + t draws (1 - t) * points[k] + t * points[k + 1]; at integer positions it
+    is exactly the trace's intermediate. canvas.js draws with the same formula.
+    """
+    arrays = frames.points if which == "points" else frames.grid
+    last = arrays.shape[0] - 1
+    if not 0 <= position <= last:
+        raise ValueError(f"position must be in [0, {last}] (the number of layers), got {position}")
+    k = min(int(math.floor(position)), last - 1) if last > 0 else 0
+    t = np.float32(position - k)
+    if t == 0 or last == 0:
+        return arrays[k].copy()
+    return (1 - t) * arrays[k] + t * arrays[k + 1]
+
+
+def density_heatmaps(flow, half: float, size: int = HEATMAP_SIZE) -> np.ndarray:
+    """The flow's density in the space after each layer, as (L + 1, size, size) uint8 images.
+
+    Image k is the density of the points after k layers of the *generate* pass: image 0 is
+    N(0, I), image L the model's p(x). With h after k layers, the remaining layers map h to
+    z, so p_k(h) = N(z; 0, I) |det dz/dh|. Each image shows sqrt(p / max p) (0..255); row 0
+    is the top of the view (y = +half), column 0 its left (x = -half).
+    Costs L (L + 1) / 2 layer passes over size^2 points: computed once per flow.
+    """
+    import torch
+
+    from flowedu.checks import skip_finite_checks
+    from flowedu.flow import standard_normal_log_prob
+
+    # Pixel centres, top row first.
+    c = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 * half - half
+    ys, xs = torch.meshgrid(c.flip(0), c, indexing="ij")
+    pixels = torch.stack([xs, ys], dim=-1).reshape(-1, 2).to(flow.device, flow.dtype)
+    layers = list(flow.layers)
+    n = len(layers)
+    images = np.zeros((n + 1, size, size), dtype=np.uint8)
+    with torch.inference_mode(), skip_finite_checks():
+        for j in range(n + 1):  # the space after layers[:j] of the normalize pass
+            h, log_det = pixels, torch.zeros(len(pixels), device=pixels.device)
+            for layer in layers[j:]:
+                h, ld = layer(h)
+                log_det = log_det + ld
+            logp = (standard_normal_log_prob(h) + log_det).float().cpu().numpy()
+            logp = np.nan_to_num(logp, nan=-np.inf)
+            p = np.exp(logp - logp.max()) if np.isfinite(logp.max()) else np.zeros_like(logp)
+            images[n - j] = np.rint(255 * np.sqrt(p)).reshape(size, size).astype(np.uint8)
+    return images

@@ -1,0 +1,155 @@
+"""Start and stop a Voila server for the dashboard's browser tests and benchmark.
+
+    with serve("notebooks/dashboard.ipynb") as server:
+        ...  # open server.url in a browser
+
+The server listens on 127.0.0.1 only, on a free port, and is always stopped at the end of
+the block together with every kernel it started. Linux only (it reads /proc).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def descendants(pid: int) -> list[int]:
+    """pid and every process below it."""
+    tree, out, todo = _children(), [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += tree.get(p, [])
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) used so far by these processes."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def wait_until_idle(pid: int, window: float = 1.5, busy: float = 0.15, timeout: float = 120):
+    """Wait until the process tree of `pid` uses under `busy` CPU-seconds per `window`
+    (e.g. until a pre-heated kernel has run the notebook); return the seconds waited."""
+    start = time.perf_counter()
+    before = cpu_seconds(descendants(pid))
+    while time.perf_counter() - start < timeout:
+        time.sleep(window)
+        now = cpu_seconds(descendants(pid))
+        if now - before < busy and len(descendants(pid)) > 1:
+            return time.perf_counter() - start
+        before = now
+    raise TimeoutError(f"the Voila server stayed busy for {timeout:.0f} s")
+
+
+def stop(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stop Voila and every process it started (its kernels run in their own sessions)."""
+    pids = descendants(process.pid)
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        pass
+    for p in pids:  # kernels still alive after Voila's own shutdown
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(p, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(5)
+
+
+@contextlib.contextmanager
+def serve(
+    notebook: str | os.PathLike,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    preheat: bool = True,
+    timeout: float = 60.0,
+    cwd: str | os.PathLike | None = None,
+) -> Iterator[Server]:
+    """Run `voila notebook` on 127.0.0.1:port until the block ends; yield a Server.
+
+    Waits only until the port accepts connections: asking for a page would use up the
+    pre-heated kernel. `env` adds environment variables (kernels inherit them).
+    """
+    notebook = Path(notebook).resolve()
+    if not notebook.is_file():
+        raise FileNotFoundError(f"no notebook at {notebook}")
+    port = port or free_port()
+    log = Path(tempfile.mkstemp(prefix="voila-", suffix=".log")[1])
+    cmd = [
+        sys.executable, "-m", "voila", str(notebook),
+        "--no-browser", "--Voila.ip=127.0.0.1", f"--port={port}", "--Voila.port_retries=0",
+        f"--preheat_kernel={preheat}", "--strip_sources=True",
+    ]  # fmt: skip
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            cmd,
+            cwd=cwd or notebook.parent.parent,
+            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(f"http://127.0.0.1:{port}/", port, process, log)
+    try:
+        deadline = time.perf_counter() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"Voila exited with code {process.returncode}:\n{server.log()}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"Voila did not listen within {timeout:.0f} s:\n{server.log()}")
+            time.sleep(0.2)
+        yield server
+    finally:
+        stop(process)
