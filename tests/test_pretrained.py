@@ -1,0 +1,50 @@
+"""The shipped flows: each loads safely and reaches the NLL its metadata states."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from flowedu import datasets, pretrained_flows
+
+REQUIRED = {"dataset", "device_name", "steps", "batch_size", "seconds", "test_nll"}
+REQUIRED |= {"test_nll_stderr", "entropy", "gap", "n_params", "torch_version"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_every_dataset_has_a_shipped_flow():
+    assert pretrained_flows.available() == list(datasets.NAMES)
+
+
+@pytest.mark.parametrize("name", datasets.NAMES)
+def test_shipped_flow_metadata_is_complete_and_consistent(name):
+    flow, meta = pretrained_flows.load_pretrained(name)
+    assert REQUIRED <= set(meta), f"missing: {REQUIRED - set(meta)}"
+    assert meta["dataset"] == name
+    assert meta["entropy"] == pytest.approx(datasets.entropy(name))
+    assert meta["gap"] == pytest.approx(meta["test_nll"] - meta["entropy"], abs=2e-4)
+    assert meta["n_params"] == sum(p.numel() for p in flow.parameters())
+    assert meta["test_nll"] >= meta["entropy"] - 3 * meta["test_nll_stderr"]  # NLL >= H
+
+
+@pytest.mark.parametrize("name", datasets.NAMES)
+def test_shipped_flow_reaches_its_stated_nll_on_fresh_samples(name):
+    """Fresh samples (a seed not used in training or in the stated test) give the same NLL
+    within 4 combined standard errors: the number in the metadata is not a fluke."""
+    flow, meta = pretrained_flows.load_pretrained(name)
+    x = datasets.sample(name, 50_000, seed=2026)
+    with torch.no_grad():
+        values = -flow.log_prob(x).double()
+    assert torch.isfinite(values).all()
+    mean, se = values.mean().item(), values.std().item() / math.sqrt(len(values))
+    combined = math.hypot(se, meta["test_nll_stderr"])
+    assert abs(mean - meta["test_nll"]) < 4 * combined, (mean, meta["test_nll"], combined)
