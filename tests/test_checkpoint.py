@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import pickle
+import random
 import shlex
 
 import pytest
@@ -207,8 +208,14 @@ def test_load_refuses_a_torch_file_that_is_not_a_valid_checkpoint_saying_why(tmp
 
 @pytest.mark.parametrize(
     "content",
-    [os.urandom(2000), json.dumps(METADATA).encode(), b"", b"PK\x03\x04 truncated zip"],
-    ids=["random_bytes", "json", "empty", "truncated_zip"],
+    [
+        random.Random(0).randbytes(2000),
+        random.Random(1).randbytes(50),
+        json.dumps(METADATA).encode(),
+        b"",
+        b"PK\x03\x04 truncated zip",
+    ],
+    ids=["random_bytes", "random_bytes_short", "json", "empty", "truncated_zip"],
 )
 def test_load_refuses_a_file_that_torch_cannot_read_safely(tmp_path, content):
     path = tmp_path / "foreign.pt"
