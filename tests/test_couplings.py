@@ -29,15 +29,6 @@ HIDDEN = (32, 32)
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: one thread is faster, and a shared CPU is not oversubscribed."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def randomize(layer: torch.nn.Module, scale: float = 0.5, seed: int = 0) -> torch.nn.Module:
     """Give every weight a random non-zero value, so a coupling is no longer the identity."""
     gen = torch.Generator().manual_seed(seed)

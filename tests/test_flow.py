@@ -26,15 +26,6 @@ RECIPES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: one thread is faster, and a shared CPU is not oversubscribed."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def randomize(flow: Flow, scale: float = 0.15, seed: int = 0) -> Flow:
     """Give each coupling's zero-initialised last layer random weights: a non-trivial flow."""
     gen = torch.Generator().manual_seed(seed)

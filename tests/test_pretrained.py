@@ -13,14 +13,6 @@ REQUIRED = {"dataset", "device_name", "steps", "batch_size", "seconds", "test_nl
 REQUIRED |= {"test_nll_stderr", "entropy", "gap", "n_params", "torch_version"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_every_dataset_has_a_shipped_flow():
     assert pretrained_flows.available() == list(datasets.NAMES)
 

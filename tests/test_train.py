@@ -21,15 +21,6 @@ except ImportError:  # written concurrently; the tests make their own moons unti
 ENTROPY_N01_2D = math.log(2 * math.pi * math.e)  # 2.8379 nats
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train faster on one thread, and a shared CPU is not oversubscribed."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def moons(n: int, seed: int) -> torch.Tensor:
     """FFJORD's moons: make_moons(noise=.1) * 2 + (-1, -0.2)."""
     if datasets is not None:
