@@ -10,6 +10,12 @@
 // shown), data-frames (frames drawn), data-playing and data-position, and the page has
 // window.__flowedu_frames (frames drawn by all canvases) and window.__flowedu_first_frame_ms
 // (performance.now() when the first frame with data was drawn).
+//
+// If the page loses its kernel (the kernel died, was restarted or culled, or the server went
+// away), the controls silently stop working while the picture keeps moving: watchKernel()
+// then shows a banner that says so and offers a reload (a reload gets a fresh kernel), and
+// sets window.__flowedu_connection to "lost" (it is "ok" before; window.__flowedu_watch says
+// what is watched: "comm+kernel" where the widget manager exposes its kernel connection).
 
 const SPEEDS = [0.25, 0.5, 1, 2, 4];
 const HOLD_END_MS = 1200; // rest on the last layer before looping
@@ -103,6 +109,95 @@ function heatImages(meta, bytes) {
     images.push(c);
   }
   return images;
+}
+
+const LOST_STATUSES = new Set(["restarting", "autorestarting", "dead"]);
+const RECONNECT_GRACE_MS = 8000; // a websocket that is still reconnecting after this is lost
+
+// In Voila a reload gets a fresh kernel; in JupyterLab or Notebook, running the cell again
+// does (a reload there would not), and the message stays inside the widget.
+const IN_VOILA = () => "voila_finish" in window || "voila_heartbeat" in window;
+
+function showConnectionLost(why, final = true, host = null) {
+  // One banner per page, however many canvases: fixed at the top, above everything.
+  // final = false: the websocket may still come back (see hideConnectionLost).
+  window.__flowedu_connection = "lost";
+  const voila = IN_VOILA() || !host;
+  const parent = voila ? document.body : host;
+  const old = parent.querySelector(":scope > .flowedu-lost");
+  if (old && (old.dataset.final === "1" || !final)) return;
+  if (old) old.remove();
+  window.__flowedu_connection_reason = why; // the reason shown
+  const banner = el("div", voila ? "flowedu-lost" : "flowedu-lost flowedu-lost-inline");
+  banner.setAttribute("role", "alert");
+  banner.dataset.final = final ? "1" : "0";
+  const fix = voila
+    ? "Reload the page to start again with a fresh kernel."
+    : "Run the dashboard's cell again.";
+  const text = el(
+    "span",
+    "",
+    `\u26A0 This page lost its connection to the Python kernel (${why}). The controls ` +
+      `no longer respond. ${fix}`
+  );
+  banner.append(text);
+  if (voila) {
+    const button = el("button", "flowedu-reload", "Reload the page");
+    button.addEventListener("click", () => window.location.reload());
+    banner.append(button);
+  }
+  if (voila) parent.appendChild(banner);
+  else parent.prepend(banner);
+}
+
+function hideConnectionLost() {
+  // The websocket came back to the same kernel (not restarted): its widgets still work.
+  const banners = [...document.querySelectorAll(".flowedu-lost")];
+  if (banners.length === 0 || banners.some((b) => b.dataset.final === "1")) return;
+  banners.forEach((b) => b.remove());
+  window.__flowedu_connection = "ok";
+}
+
+function watchKernel(model, host) {
+  // Listen for the loss of the kernel behind the widgets; return a function that stops.
+  // model.widget_manager.kernel is the kernel connection of Voila's and JupyterLab's widget
+  // managers (@jupyterlab/services); elsewhere only the widgets' own comm is watched.
+  if (window.__flowedu_connection === undefined) window.__flowedu_connection = "ok";
+  const stops = [];
+  // The widget manager sets comm_live to false on every model when the kernel restarts or
+  // the comm closes; it triggers "comm_live_update" (true is set only before rendering).
+  const lost = (why, final = true) => showConnectionLost(why, final, host);
+  const onComm = () => lost("the kernel stopped or restarted");
+  model.on("comm_live_update", onComm);
+  stops.push(() => model.off("comm_live_update", onComm));
+  const kernel = model.widget_manager && model.widget_manager.kernel;
+  window.__flowedu_watch = "comm";
+  if (kernel && kernel.statusChanged && kernel.connectionStatusChanged) {
+    window.__flowedu_watch = "comm+kernel";
+    let timer = 0;
+    const onStatus = (_, status) => {
+      if (LOST_STATUSES.has(status)) lost(`the kernel is ${status}`);
+    };
+    const onConnection = (_, status) => {
+      clearTimeout(timer);
+      if (status === "disconnected") lost("disconnected from the server");
+      else if (status === "connected") hideConnectionLost();
+      else if (status === "connecting") {
+        timer = setTimeout(
+          () => lost("cannot reach the server", false),
+          RECONNECT_GRACE_MS
+        );
+      }
+    };
+    kernel.statusChanged.connect(onStatus);
+    kernel.connectionStatusChanged.connect(onConnection);
+    stops.push(() => {
+      clearTimeout(timer);
+      kernel.statusChanged.disconnect(onStatus);
+      kernel.connectionStatusChanged.disconnect(onConnection);
+    });
+  }
+  return () => stops.forEach((stop) => stop());
 }
 
 function render({ model, el: host }) {
@@ -468,8 +563,10 @@ function render({ model, el: host }) {
   resize();
   load();
   raf = requestAnimationFrame(tick);
+  const stopWatching = watchKernel(model, host);
   return () => {
     cancelAnimationFrame(raf);
+    stopWatching();
     model.off("change:version", load);
     model.off("change:show_grid", redraw);
     model.off("change:show_heatmap", redraw);

@@ -19,7 +19,7 @@ import traitlets as t
 # N(0, I), orange the data, in every notebook and here.
 from flowedu.style import BASE_COLOR, DATA_COLOR, GRID_COLOR, MODEL_COLOR
 
-from .frames import LOGDET_BINS, Frames, logdet_palette
+from .frames import LOGDET_PALETTE, Frames
 
 HERE = Path(__file__).parent
 
@@ -68,7 +68,7 @@ class FlowCanvas(anywidget.AnyWidget):
             "start_color": BASE_COLOR if is_generate else DATA_COLOR,
             "end_color": DATA_COLOR if is_generate else BASE_COLOR,
             "grid_color": GRID_COLOR,
-            "palette": list(logdet_palette(LOGDET_BINS)),
+            "palette": list(LOGDET_PALETTE),
             "logdet_scale": frames.logdet_scale,
         }
         with self.hold_sync():

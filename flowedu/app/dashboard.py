@@ -230,6 +230,7 @@ class Dashboard:
             self.canvas.show_heatmap = self.heatmap.value
             self.stats.value = _stats_html(flow, metadata, source, frames)
             self.restore_button.disabled = source != "trained" or self.training
+            fr.release_freed_memory()  # one kernel per visitor: keep each one small
 
     def _on_dataset(self, change) -> None:
         self.refresh()
@@ -244,6 +245,7 @@ class Dashboard:
                 if dataset not in self._heatmaps:
                     flow = self.flow_for(dataset)[0]
                     self._heatmaps[dataset] = fr.density_heatmaps(flow, self._frames.half)
+                    fr.release_freed_memory()
                 self.canvas.show_heatmaps(self._heatmaps[dataset])
             self.canvas.show_heatmap = bool(change["new"])
 

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .frames import release_freed_memory
+
 N_TEST = 20_000  # fresh points on which a newly trained flow's test NLL is measured
 
 
@@ -95,6 +97,7 @@ class BackgroundTrainer:
             self.result = TrainResult("failed", f"training failed: {err}. Kept the previous flow.")
         if self.on_done is not None:
             self.on_done(self.result)
+        release_freed_memory(collect=True)
 
     def _train(self) -> TrainResult:
         import torch

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,11 +113,13 @@ def serve(
     preheat: bool = True,
     timeout: float = 60.0,
     cwd: str | os.PathLike | None = None,
+    args: Sequence[str] = (),
 ) -> Iterator[Server]:
     """Run `voila notebook` on 127.0.0.1:port until the block ends; yield a Server.
 
     Waits only until the port accepts connections: asking for a page would use up the
-    pre-heated kernel. `env` adds environment variables (kernels inherit them).
+    pre-heated kernel. `env` adds environment variables (kernels inherit them); `args` adds
+    command-line options (e.g. "--pool_size=4"), which override ./voila.json in `cwd`.
     """
     notebook = Path(notebook).resolve()
     if not notebook.is_file():
@@ -127,7 +129,7 @@ def serve(
     cmd = [
         sys.executable, "-m", "voila", str(notebook),
         "--no-browser", "--Voila.ip=127.0.0.1", f"--port={port}", "--Voila.port_retries=0",
-        f"--preheat_kernel={preheat}", "--strip_sources=True",
+        f"--preheat_kernel={preheat}", "--strip_sources=True", *args,
     ]  # fmt: skip
     with open(log, "wb") as out:
         process = subprocess.Popen(
