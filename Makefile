@@ -27,8 +27,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 dashboard: setup
-	$(BIN)/voila notebooks/dashboard.ipynb --Voila.ip=127.0.0.1 --port=$(PORT) --no-browser \
-		--preheat_kernel=True
+	PYTHON=$(BIN)/python scripts/serve_dashboard.sh $(PORT)
 
 lab: setup
 	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 notebooks/

@@ -10,8 +10,11 @@
 # kept pre-heated (default 1), so that many visitors arriving together each get the page in
 # about 3 s: e.g. POOL_SIZE=4 scripts/serve_dashboard.sh 8866.
 # To let a class on the same network reach it, put a reverse proxy in front of it rather
-# than binding Voila to 0.0.0.0. Stop it with Ctrl-C.
+# than binding Voila to 0.0.0.0; docs/classroom.md says how. Stop it with Ctrl-C.
 set -euo pipefail
+# One kernel per visitor: one torch thread each keeps a shared machine's cores from being
+# oversubscribed.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 cd "$(dirname "$0")/.."
 PORT="${1:-8866}"
 PYTHON="${PYTHON:-python}"
