@@ -51,7 +51,7 @@ notebooks: setup
 		--nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/0*.ipynb
 	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env notebooks/dashboard.ipynb
 
-test: setup chromium lint unit notebooks
+test: setup chromium lint notebooks unit
 
 benchmarks: setup
 	$(BIN)/python benchmarks/dashboard_fps.py
