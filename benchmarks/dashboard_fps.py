@@ -24,18 +24,10 @@ import sys
 import time
 from pathlib import Path
 
+from flowedu.app.voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-WIDGET = ".flowedu-canvas-widget"
 
 
 def frame_data_times(dataset: str, n_points: int, repeats: int) -> dict[str, float]:
@@ -101,7 +93,7 @@ def browser_numbers(n_points: int, seconds: float, loads: int) -> dict[str, floa
             server.process.pid
         )
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
                 page = None
                 for visit in range(1, loads + 1):  # each visit uses a fresh pre-heated kernel
@@ -150,7 +142,7 @@ def main() -> None:
     parser.add_argument("--loads", type=int, default=2, help="page visits (one kernel each)")
     parser.add_argument("--timeout", type=int, default=300, help="give up after this many s")
     args = parser.parse_args()
-    if not Path(CHROMIUM).exists():
+    if not CHROMIUM.exists():
         sys.exit(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
 
     def give_up(*_):

@@ -51,18 +51,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowedu.app.voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-WIDGET = ".flowedu-canvas-widget"
 KERNEL_ID = re.compile(r'"kernelId": "([0-9a-f-]{36})"')
 GENERATE, NORMALIZE = "N(0,I) \u2192 data", "data \u2192 N(0,I)"
 MB = 2**20
@@ -407,7 +399,7 @@ async def run_class(server, args) -> tuple[list[Session], dict]:
     http = AsyncHTTPClient()
     facts: dict = {}
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             assets = await warm_up(browser, server.url)
             facts["assets"] = len(assets)
@@ -486,7 +478,7 @@ async def footprint(server, args) -> list[tuple[str, dict]]:
 
     rows = []
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 860})
             page.set_default_timeout(120_000)
@@ -645,7 +637,7 @@ def main() -> None:
     parser.add_argument("--train-timeout", type=float, default=150.0)
     args = parser.parse_args()
     args.pages = min(args.pages, args.sessions)
-    if not Path(CHROMIUM).exists():
+    if not CHROMIUM.exists():
         sys.exit(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
 
     from flowedu.app.voila_server import serve, wait_until_idle

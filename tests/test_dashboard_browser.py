@@ -12,18 +12,11 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+from flowedu.app.voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
 SCREENSHOT = ROOT / "artifacts" / "dashboard.png"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 TIMEOUT_MS = 60_000
 
 pytestmark = pytest.mark.skipif(
@@ -40,7 +33,6 @@ CANVAS_HASH = """() => {
   for (let i = 0; i < px.length; i++) h = Math.imul(h ^ px[i], 16777619);
   return h >>> 0;
 }"""
-WIDGET = ".flowedu-canvas-widget"
 
 
 @pytest.fixture(scope="module")

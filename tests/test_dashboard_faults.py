@@ -22,19 +22,11 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+from flowedu.app.voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 TIMEOUT_MS = 60_000
-WIDGET = ".flowedu-canvas-widget"
 
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(),

@@ -21,6 +21,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+# How the tests and benchmarks drive a browser: Debian's chromium (Playwright cannot
+# download its own here), headless, with no background traffic to the outside.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+WIDGET = ".flowedu-canvas-widget"  # the dashboard canvas, once it is on the page
+
 
 @dataclass
 class Server:
