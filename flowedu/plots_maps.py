@@ -113,16 +113,7 @@ def plot_1d_transform(
         p_x = maps1d.pushforward_density(m, torch.as_tensor(x_grid, dtype=dtype)).numpy()
 
     fig, (ax_z, ax_f, ax_x) = plt.subplots(1, 3, figsize=(15, 4.6))
-    heights, edges = np.histogram(z_samples, bins=bins, range=(-z_lim, z_lim))
-    ax_z.stairs(
-        heights / (n_samples * np.diff(edges)),
-        edges,
-        fill=True,
-        lw=0,
-        color=BASE_COLOR,
-        alpha=0.3,
-        label="samples z",
-    )
+    _density_histogram(ax_z, z_samples, (-z_lim, z_lim), bins, BASE_COLOR, "samples z", 0.3)
     ax_z.plot(z.numpy(), p_z.numpy(), color=BASE_COLOR, label="p(z) = N(0, 1)")
     ax_z.set(xlabel="z", ylabel="density", title="base: z ~ N(0, 1)", xlim=(-z_lim, z_lim))
     ax_z.set_ylim(0, 0.62)  # room for the legend above the peak of N(0, 1)
@@ -132,17 +123,7 @@ def plot_1d_transform(
     ax_f.set_ylim(lo, hi)
     ax_f.grid(alpha=0.3)
 
-    heights, edges = np.histogram(x_samples, bins=bins, range=(lo, hi))
-    ax_x.stairs(
-        heights / (n_samples * np.diff(edges)),
-        edges,
-        fill=True,
-        lw=0,
-        color=DATA_COLOR,
-        alpha=0.35,
-        label="samples x = f(z)",
-        gid="histogram",
-    )
+    _density_histogram(ax_x, x_samples, (lo, hi), bins, DATA_COLOR, "samples x = f(z)")
     ax_x.plot(x_grid, p_x, color=DATA_COLOR, lw=3, label="p(x) by Eq. 1", gid="density")
     ax_x.set(xlabel="x", ylabel="density", title="data: p(x) = p(f⁻¹(x)) |df⁻¹/dx|")
     ax_x.set_xlim(lo, hi)
@@ -273,6 +254,23 @@ def map_explorer_1d(initial: str = "sinh", n_samples: int = 20_000, seed: int = 
     return widgets.VBox([choose, sliders_box, out])
 
 
+def _density_histogram(ax, samples, value_range, bins, color, label, alpha=0.35) -> None:
+    """A filled histogram scaled as a density: count / (all samples * bin width), so that it
+    is comparable with p(x) and its area is the fraction of samples inside value_range."""
+    samples = np.asarray(samples).ravel()
+    heights, edges = np.histogram(samples, bins=bins, range=value_range)
+    ax.stairs(
+        heights / (len(samples) * np.diff(edges)),
+        edges,
+        fill=True,
+        lw=0,
+        color=color,
+        alpha=alpha,
+        label=label,
+        gid="histogram",
+    )
+
+
 def plot_histogram_vs_densities(
     samples: Tensor | np.ndarray,
     curves: Mapping[str, tuple[Tensor | np.ndarray, Tensor | np.ndarray]],
@@ -287,17 +285,8 @@ def plot_histogram_vs_densities(
     use_course_style()
     samples = _to_numpy(samples).astype(float).ravel()
     fig, ax = plt.subplots(figsize=(9, 4.8))
-    heights, edges = np.histogram(samples, bins=bins, range=hist_range)
-    ax.stairs(
-        heights / (len(samples) * np.diff(edges)),
-        edges,
-        fill=True,
-        lw=0,
-        color=color,
-        alpha=0.35,
-        label=f"histogram of {len(samples):,} samples",
-        gid="histogram",
-    )
+    label = f"histogram of {len(samples):,} samples"
+    _density_histogram(ax, samples, hist_range, bins, color, label)
     styles = [("black", "-"), (SINGULAR_COLOR, "--"), (FLIP_COLOR, ":"), (GRID_COLOR, "-.")]
     for (label, (x, p)), (c, ls) in zip(curves.items(), styles * len(curves), strict=False):
         ax.plot(_to_numpy(x), _to_numpy(p), color=c, ls=ls, lw=2.5, label=label)
