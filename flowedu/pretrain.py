@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from . import __version__, checkpoint, datasets
+from .flow import Flow
 from .pretrained_flows import SHIPPED_DIR
 from .realnvp import realnvp
 from .train import device_name, fit, nll, pick_device
@@ -24,6 +25,13 @@ from .train import device_name, fit, nll, pick_device
 # The shipped recipe. Deeper than the textbook 8 layers because the rings and spirals need
 # more bends; see README for the NLL each reaches.
 RECIPE = dict(n_layers=12, hidden=(128, 128), scale_bound=3.0)
+
+
+def new_flow(name: str, seed: int = 0) -> Flow:
+    """An untrained flow of the shipped recipe for dataset `name`: the identity after a
+    standardisation fitted to fresh samples of the data."""
+    stats = datasets.sample(name, 100_000, seed=seed + 1)
+    return realnvp(standardize=(stats.mean(0).tolist(), stats.std(0).tolist()), **RECIPE)
 
 
 def pretrain_one(
@@ -38,8 +46,7 @@ def pretrain_one(
     progress: bool | None = None,
 ) -> dict:
     """Train one flow on `name`, save it, and return its metadata."""
-    stats = datasets.sample(name, 100_000, seed=seed + 1)
-    flow = realnvp(standardize=(stats.mean(0).tolist(), stats.std(0).tolist()), **RECIPE)
+    flow = new_flow(name, seed)
     history = fit(
         flow,
         name,

@@ -338,15 +338,9 @@ class Dashboard:
 
 def _untrained_flow(dataset: str):
     """A new flow (the identity after standardising the data), for a missing checkpoint."""
-    from flowedu import datasets
-    from flowedu.realnvp import realnvp
+    from flowedu.pretrain import new_flow
 
-    try:
-        from flowedu.pretrain import RECIPE
-    except ImportError:
-        RECIPE = dict(n_layers=8, hidden=(128, 128))
-    x = datasets.sample(dataset, 20_000, seed=1)
-    return realnvp(standardize=(x.mean(0).tolist(), x.std(0).tolist()), **RECIPE).eval()
+    return new_flow(dataset).eval()
 
 
 def _device_label(device) -> str:
