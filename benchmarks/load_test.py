@@ -265,7 +265,9 @@ async def play_page(s: Session, seconds: float, click_at: float, timeout: float)
     page = s.page
     if await page.locator(WIDGET).get_attribute("data-playing") != "1":
         await page.locator(".flowedu-play").click()
-    f0, t0 = await page.evaluate("[window.__flowedu_frames, performance.now()]")
+    # Frames per second of motion: the rest at the end of a pass draws nothing (canvas.js).
+    moving = "[window.__flowedu_frames, window.__flowedu_moving_ms]"
+    f0, t0 = await page.evaluate(moving)
     await asyncio.sleep(click_at)
     version = int(await page.locator(WIDGET).get_attribute("data-version"))
     normalize = page.locator("button", has_text=NORMALIZE)
@@ -281,7 +283,7 @@ async def play_page(s: Session, seconds: float, click_at: float, timeout: float)
     )
     s.click = time.perf_counter() - clicked
     await asyncio.sleep(max(0.0, seconds - (time.perf_counter() - clicked) - click_at))
-    f1, t1 = await page.evaluate("[window.__flowedu_frames, performance.now()]")
+    f1, t1 = await page.evaluate(moving)
     s.fps = (f1 - f0) / ((t1 - t0) / 1000)
     s.draw_ms = float(await page.locator(WIDGET).get_attribute("data-draw-ms"))
 

@@ -69,6 +69,21 @@ def test_frame_at_integer_positions_equals_the_trace_intermediates(flow, directi
         np.testing.assert_allclose(f.log_dets[k], expected.numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("direction", fr.DIRECTIONS)
+def test_a_pass_made_in_chunks_equals_one_pass_over_all_points(flow, direction, monkeypatch):
+    monkeypatch.setattr(fr, "TRACE_CHUNK", 64)  # 300 points + 1,664 on the grid: 31 chunks
+    f = fr.compute_frames(flow, "moons", direction, n_points=300, grid=True)
+    start = fr.start_points("moons", direction, 300, seed=0)
+    extent = fr.LATENT_EXTENT if direction == "generate" else round(f.half / 1.15, 1)
+    with torch.no_grad():
+        trace = flow.trace(torch.cat([start, fr.grid_lines(extent)]), direction)
+    for k, expected in enumerate(trace.points):
+        np.testing.assert_allclose(f.points[k], expected[:300].numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(f.grid[k], expected[300:].numpy(), rtol=1e-5, atol=1e-5)
+    for k, expected in enumerate(trace.log_dets):
+        np.testing.assert_allclose(f.log_dets[k], expected[:300].numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_generate_ends_at_the_flows_samples_and_normalize_at_its_latents(flow):
     gen = fr.compute_frames(flow, "moons", "generate", n_points=200, grid=False)
     norm = fr.compute_frames(flow, "moons", "normalize", n_points=200, grid=False)
