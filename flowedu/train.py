@@ -12,6 +12,7 @@ import math
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -103,6 +104,7 @@ def fit(
     callback: Callable[[int, float], None] | None = None,
     stop: threading.Event | None = None,
     schedule: str = "constant",
+    compile: bool = False,
 ) -> History:
     """Train `flow` in place by maximum likelihood and return its loss history.
 
@@ -114,6 +116,9 @@ def fit(
         last steps settle into a minimum (worth a few hundredths of a nat on toy data).
     callback(step, loss) is called every `report_every` steps; setting `stop` ends training
     after the current step (History.stopped_early says so).
+    compile: run the loss and its gradient through torch.compile (on a GPU with CUDA graphs).
+        It pays for long runs only: compiling takes half a minute or more before the first
+        step, then a step takes about 0.65x the time on a CPU.
 
     The loss is read back from the device only every `report_every` steps, so a GPU is never
     kept waiting. A non-finite loss raises TrainingError naming the step and the first layer
@@ -138,12 +143,13 @@ def fit(
     history = History(device=str(dev), device_name=device_name(dev))
     bar = _Progress(steps, progress)
     losses = torch.zeros(steps, device=dev)
+    batch_nll = _CompiledNLL(flow, dev) if compile else _nll_of(flow)
     good_state = copy.deepcopy(flow.state_dict())
     start, done, reported = time.perf_counter(), 0, 0
     with skip_finite_checks():
         for step in range(steps):
             x = draw()
-            loss = -flow.log_prob(x).mean()
+            loss = batch_nll(x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -181,6 +187,49 @@ def fit(
     flow.eval()
     history.seconds, history.steps = time.perf_counter() - start, done
     return history
+
+
+def _nll_of(flow: Flow) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The training loss: the mean negative log-likelihood of a batch."""
+    return lambda x: -flow.log_prob(x).mean()
+
+
+class _CompiledNLL:
+    """_nll_of(flow), compiled by torch.compile at its first call.
+
+    On a GPU the small layers of a 2D flow leave it waiting for the CPU to launch each
+    kernel; mode="reduce-overhead" records the whole step as CUDA graphs, replayed with one
+    launch. If compiling fails (no C++ compiler, an unsupported platform), training goes on
+    without it and says so in a warning.
+    """
+
+    def __init__(self, flow: Flow, device: torch.device):
+        self.eager = _nll_of(flow)
+        self.cuda_graphs = device.type == "cuda"
+        self.compiled = torch.compile(
+            self.eager, mode="reduce-overhead" if self.cuda_graphs else "default"
+        )
+        self.first_call = True
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled is None:
+            return self.eager(x)
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # the last step's outputs are read
+        if not self.first_call:
+            return self.compiled(x)
+        self.first_call = False
+        try:
+            return self.compiled(x)
+        except Exception as err:  # noqa: BLE001 -- any compiler failure: train without it
+            warnings.warn(
+                f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); "
+                "training without it, which is slower but gives the same flow",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self.compiled, self.cuda_graphs = None, False
+            return self.eager(x)
 
 
 def _batch_source(data, n_needed, dim, batch_size, seed, device, dtype):

@@ -40,3 +40,27 @@ def test_shipped_flow_reaches_its_stated_nll_on_fresh_samples(name):
     mean, se = values.mean().item(), values.std().item() / math.sqrt(len(values))
     combined = math.hypot(se, meta["test_nll_stderr"])
     assert abs(mean - meta["test_nll"]) < 4 * combined, (mean, meta["test_nll"], combined)
+
+
+def test_the_pretrain_command_saves_a_flow_whose_metadata_matches_it(tmp_path, capsys):
+    from flowedu import checkpoint, pretrain
+
+    argv = ["--datasets", "moons", "--steps", "40", "--batch-size", "128", "--device", "cpu"]
+    pretrain.main([*argv, "--out", str(tmp_path), "--no-compile"])
+    assert "| moons |" in capsys.readouterr().out  # the table row of the README
+    flow, meta = checkpoint.load(tmp_path / "moons.pt")
+    assert REQUIRED <= set(meta)
+    assert (meta["steps"], meta["batch_size"], meta["device_name"]) == (40, 128, "CPU")
+    assert meta["compiled"] is False
+    x = datasets.sample("moons", 100_000, seed=12345)  # the command's test samples
+    with torch.no_grad():
+        assert -flow.log_prob(x).mean().item() == pytest.approx(meta["test_nll"], abs=1e-3)
+
+
+def test_the_pretrain_command_refuses_an_unknown_dataset(tmp_path, capsys):
+    from flowedu import pretrain
+
+    with pytest.raises(SystemExit):
+        pretrain.main(["--datasets", "spiral", "--out", str(tmp_path)])
+    assert "unknown dataset 'spiral'" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

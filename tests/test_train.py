@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import math
+import shutil
 import threading
+import warnings
 
 import pytest
 import torch
@@ -66,6 +68,39 @@ def test_fit_with_the_same_seed_repeats_the_same_losses():
     assert runs[0].losses == runs[1].losses
     other = fit(small_flow(), x, steps=20, batch_size=64, seed=6, progress=False)
     assert other.losses != runs[0].losses
+
+
+def test_a_compiled_fit_takes_the_same_steps_as_an_eager_one():
+    # torch.compile fuses the arithmetic differently, so the losses agree to rounding only.
+    x = gaussian(500, seed=0) * 2
+    eager = fit(small_flow(), x, steps=30, batch_size=64, seed=5, progress=False)
+    flow = small_flow()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled = fit(flow, x, steps=30, batch_size=64, seed=5, progress=False, compile=True)
+    if shutil.which("g++"):  # with a C++ compiler, inductor compiles: no fallback warning
+        assert not [w for w in caught if "torch.compile failed" in str(w.message)]
+    assert compiled.steps == 30
+    assert compiled.losses == pytest.approx(eager.losses, abs=1e-3)
+    assert compiled.losses[-1] < compiled.losses[0] - 0.1  # it trained
+    assert not flow.training
+
+
+def test_a_fit_whose_compilation_fails_warns_and_trains_without_it(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler found")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    x = gaussian(500, seed=0) * 2
+    eager = fit(small_flow(), x, steps=10, batch_size=64, seed=5, progress=False)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed .*no C\\+\\+ compiler"):
+        fallback = fit(
+            small_flow(), x, steps=10, batch_size=64, seed=5, progress=False, compile=True
+        )
+    assert fallback.losses == eager.losses
 
 
 def test_history_records_every_step_once_and_where_and_how_long_it_ran():
