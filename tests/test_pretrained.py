@@ -52,15 +52,33 @@ def test_the_pretrain_command_saves_a_flow_whose_metadata_matches_it(tmp_path, c
     assert REQUIRED <= set(meta)
     assert (meta["steps"], meta["batch_size"], meta["device_name"]) == (40, 128, "CPU")
     assert meta["compiled"] is False
+    assert meta["seeds_tried"] == [0] and len(meta["validation_nlls"]) == 1
     x = datasets.sample("moons", 100_000, seed=12345)  # the command's test samples
     with torch.no_grad():
         assert -flow.log_prob(x).mean().item() == pytest.approx(meta["test_nll"], abs=1e-3)
 
 
-def test_the_pretrain_command_refuses_an_unknown_dataset(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--datasets", "spiral"], "unknown dataset 'spiral'"), (["--seeds", "0"], "at least 1")],
+)
+def test_the_pretrain_command_refuses_bad_arguments(tmp_path, capsys, argv, message):
     from flowedu import pretrain
 
     with pytest.raises(SystemExit):
-        pretrain.main(["--datasets", "spiral", "--out", str(tmp_path)])
-    assert "unknown dataset 'spiral'" in capsys.readouterr().err
+        pretrain.main([*argv, "--out", str(tmp_path)])
+    assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_the_pretrain_command_keeps_the_seed_with_the_lowest_validation_nll(tmp_path):
+    from flowedu import checkpoint, pretrain
+
+    argv = ["--datasets", "moons", "--steps", "20", "--batch-size", "64", "--seeds", "3"]
+    pretrain.main([*argv, "--device", "cpu", "--out", str(tmp_path), "--no-compile"])
+    _, meta = checkpoint.load(tmp_path / "moons.pt")
+    assert meta["seeds_tried"] == [0, 1, 2]
+    assert len(set(meta["validation_nlls"])) == 3  # the seeds trained different flows
+    best = min(range(3), key=lambda i: meta["validation_nlls"][i])
+    assert meta["seed"] == best
+    assert meta["seconds_all_seeds"] >= meta["seconds"]
