@@ -82,3 +82,26 @@ def test_the_pretrain_command_keeps_the_seed_with_the_lowest_validation_nll(tmp_
     best = min(range(3), key=lambda i: meta["validation_nlls"][i])
     assert meta["seed"] == best
     assert meta["seconds_all_seeds"] >= meta["seconds"]
+
+
+def test_the_train_everything_script_writes_every_flow_and_the_table(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from flowedu import checkpoint
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "pretrain_all.sh"
+    args = ["--steps", "5", "--batch-size", "32", "--device", "cpu", "--no-compile"]
+    run = subprocess.run(
+        ["bash", str(script), str(tmp_path), "300", "--", *args],
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    for name in datasets.NAMES:
+        assert f"| {name} | " in run.stdout
+        _, meta = checkpoint.load(tmp_path / f"{name}.pt")
+        assert (meta["dataset"], meta["steps"]) == (name, 5)
