@@ -224,7 +224,7 @@ class _CompiledNLL:
         except Exception as err:  # noqa: BLE001 -- any compiler failure: train without it
             warnings.warn(
                 f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); "
-                "training without it, which is slower but gives the same flow",
+                "training without it (slower, and the same as compile=False)",
                 RuntimeWarning,
                 stacklevel=3,
             )
