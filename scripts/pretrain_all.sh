@@ -8,7 +8,7 @@
 # launch kernels, so eight runs side by side finish far sooner than eight in a row. Each
 # run writes OUT_DIR/<dataset>.pt when it ends and OUT_DIR/<dataset>.log as it goes; runs
 # still going after SECONDS (default 540) are stopped and leave no checkpoint, so a GPU
-# lent for a few minutes always brings back what finished. Prints the README's table.
+# booked for a few minutes still keeps every run that finished. Prints the README's table.
 # Needs only Python with torch and numpy (no install): it runs the package from this tree.
 set -uo pipefail
 cd "$(dirname "$0")/.."
