@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from flowedu.app.voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET
+from flowedu.app.voila_server import CHROMIUM, CHROMIUM_ARGS, FRAMES_AND_MOVING_MS, WIDGET
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
@@ -70,9 +70,6 @@ def frame_data_times(dataset: str, n_points: int, repeats: int) -> dict[str, flo
     return out
 
 
-MOVING = "[window.__flowedu_frames, window.__flowedu_moving_ms]"
-
-
 def measure_fps(page, seconds: float) -> tuple[float, float]:
     """Frames drawn per second of motion, and the JavaScript ms per frame.
 
@@ -82,9 +79,9 @@ def measure_fps(page, seconds: float) -> tuple[float, float]:
     if page.locator(WIDGET).get_attribute("data-playing") != "1":
         page.locator(".flowedu-play").click()
     page.wait_for_timeout(500)  # let the first frames after a change settle
-    f0, t0 = page.evaluate(MOVING)
+    f0, t0 = page.evaluate(FRAMES_AND_MOVING_MS)
     page.wait_for_timeout(1000 * seconds)
-    f1, t1 = page.evaluate(MOVING)
+    f1, t1 = page.evaluate(FRAMES_AND_MOVING_MS)
     draw_ms = float(page.locator(WIDGET).get_attribute("data-draw-ms"))
     return (f1 - f0) / ((t1 - t0) / 1000), draw_ms
 

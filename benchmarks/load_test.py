@@ -51,7 +51,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowedu.app.voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET
+from flowedu.app.voila_server import CHROMIUM, CHROMIUM_ARGS, FRAMES_AND_MOVING_MS, WIDGET
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
@@ -265,9 +265,7 @@ async def play_page(s: Session, seconds: float, click_at: float, timeout: float)
     page = s.page
     if await page.locator(WIDGET).get_attribute("data-playing") != "1":
         await page.locator(".flowedu-play").click()
-    # Frames per second of motion: the rest at the end of a pass draws nothing (canvas.js).
-    moving = "[window.__flowedu_frames, window.__flowedu_moving_ms]"
-    f0, t0 = await page.evaluate(moving)
+    f0, t0 = await page.evaluate(FRAMES_AND_MOVING_MS)  # frames/s of motion, not of rest
     await asyncio.sleep(click_at)
     version = int(await page.locator(WIDGET).get_attribute("data-version"))
     normalize = page.locator("button", has_text=NORMALIZE)
@@ -283,7 +281,7 @@ async def play_page(s: Session, seconds: float, click_at: float, timeout: float)
     )
     s.click = time.perf_counter() - clicked
     await asyncio.sleep(max(0.0, seconds - (time.perf_counter() - clicked) - click_at))
-    f1, t1 = await page.evaluate(moving)
+    f1, t1 = await page.evaluate(FRAMES_AND_MOVING_MS)
     s.fps = (f1 - f0) / ((t1 - t0) / 1000)
     s.draw_ms = float(await page.locator(WIDGET).get_attribute("data-draw-ms"))
 

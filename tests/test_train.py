@@ -11,29 +11,11 @@ import warnings
 import pytest
 import torch
 
-from flowedu import train
+from flowedu import datasets, train
 from flowedu.realnvp import realnvp
 from flowedu.train import History, TrainingError, fit, nll, pick_device
 
-try:
-    from flowedu import datasets
-except ImportError:  # written concurrently; the tests make their own moons until it exists
-    datasets = None
-
 ENTROPY_N01_2D = math.log(2 * math.pi * math.e)  # 2.8379 nats
-
-
-def moons(n: int, seed: int) -> torch.Tensor:
-    """FFJORD's moons: make_moons(noise=.1) * 2 + (-1, -0.2)."""
-    if datasets is not None:
-        return datasets.sample("moons", n, seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    t = torch.rand(n, generator=gen) * math.pi
-    upper = torch.rand(n, generator=gen) < 0.5
-    x = torch.where(upper, torch.cos(t), 1 - torch.cos(t))
-    y = torch.where(upper, torch.sin(t), 0.5 - torch.sin(t))
-    pts = torch.stack([x, y], 1) + 0.1 * torch.randn(n, 2, generator=gen)
-    return pts * 2 + torch.tensor([-1.0, -0.2])
 
 
 def small_flow(seed: int = 0, **kwargs) -> torch.nn.Module:
@@ -49,7 +31,7 @@ def gaussian(n: int, seed: int) -> torch.Tensor:
 
 
 def test_training_on_moons_lowers_the_nll_well_below_the_untrained_flows():
-    train_x, test_x = moons(4000, seed=0), moons(4000, seed=1)
+    train_x, test_x = datasets.sample("moons", 4000, seed=0), datasets.sample("moons", 4000, seed=1)
     stats = (train_x.mean(0).tolist(), train_x.std(0).tolist())
     flow = small_flow(standardize=stats)
     before, _ = nll(flow, test_x)  # a new flow is the Gaussian fitted to the data
@@ -58,8 +40,7 @@ def test_training_on_moons_lowers_the_nll_well_below_the_untrained_flows():
     assert 3.3 < before < 3.5
     assert after < before - 0.4, (before, after)
     assert history.losses[-1] < history.losses[0] - 0.3
-    if datasets is not None:
-        assert after > datasets.entropy("moons") - 3 * stderr  # the NLL cannot beat H
+    assert after > datasets.entropy("moons") - 3 * stderr  # the NLL cannot beat H
 
 
 def test_fit_with_the_same_seed_repeats_the_same_losses():
@@ -130,8 +111,6 @@ def test_fit_leaves_the_flow_in_eval_mode():
 
 
 def test_fit_accepts_a_dataset_name():
-    if datasets is None:
-        pytest.skip("flowedu.datasets is not written yet")
     history = fit(small_flow(), "moons", steps=3, batch_size=16, progress=False)
     assert history.steps == 3
 

@@ -33,6 +33,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 WIDGET = ".flowedu-canvas-widget"  # the dashboard canvas, once it is on the page
+# What the benchmarks read to get frames/s: frames drawn so far, and milliseconds of play
+# spent moving (canvas.js keeps both; the rest at the end of a pass draws nothing).
+FRAMES_AND_MOVING_MS = "[window.__flowedu_frames, window.__flowedu_moving_ms]"
 
 
 @dataclass
