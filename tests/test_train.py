@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from flowedu import datasets, train
+from flowedu.pretrained_flows import load_pretrained
 from flowedu.realnvp import realnvp
 from flowedu.train import History, TrainingError, fit, nll, pick_device
 
@@ -290,3 +291,41 @@ def test_fit_rejects_data_that_is_not_a_tensor():
 def test_nll_rejects_points_of_the_wrong_shape():
     with pytest.raises(ValueError, match=r"expected x of shape \(batch, 2\), got \(4, 3\)"):
         nll(small_flow(), torch.zeros(4, 3))
+
+
+# --- the gap to the data: KL(p || q) with its standard error --------------------------------
+
+
+def test_kl_gap_paired_agrees_with_nll_minus_entropy_and_has_a_smaller_error():
+    flow, _ = load_pretrained("circles")
+    x = datasets.sample("circles", 50_000, seed=7)
+    paired = train.kl_gap(flow, "circles", x)
+    value, stderr = nll(flow, x)
+    unpaired = value - datasets.entropy("circles")
+    se_unpaired = math.hypot(stderr, datasets.entropy_stderr("circles"))
+    assert paired.paired
+    assert abs(paired.value - unpaired) < 3 * math.hypot(paired.stderr, se_unpaired)
+    assert paired.stderr < se_unpaired / 2
+
+
+def test_kl_gap_without_a_known_density_is_nll_minus_entropy_with_both_errors():
+    flow, _ = load_pretrained("moons")
+    x = datasets.sample("moons", 20_000, seed=7)
+    gap = train.kl_gap(flow, "moons", x)
+    value, stderr = nll(flow, x)
+    assert not gap.paired
+    assert gap.value == pytest.approx(value - datasets.entropy("moons"))
+    assert gap.stderr == pytest.approx(math.hypot(stderr, datasets.entropy_stderr("moons")))
+
+
+def test_a_gap_within_two_standard_errors_is_called_indistinguishable_never_negative():
+    assert str(train.Gap(-0.001, 0.002, True)).startswith("indistinguishable from 0")
+    assert str(train.Gap(0.003, 0.002, True)).startswith("indistinguishable from 0")
+    assert str(train.Gap(0.017, 0.001, True)) == "0.017 \u00b1 0.001 nats"
+
+
+def test_kl_gap_refuses_points_off_the_datas_support_with_a_clear_error():
+    flow = small_flow()
+    off_board = torch.tensor([[1.0, 3.0], [-3.0, 0.5]])  # (1, 3) is in an empty square
+    with pytest.raises(ValueError, match="samples of 'checkerboard'"):
+        train.kl_gap(flow, "checkerboard", off_board)
