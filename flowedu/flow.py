@@ -13,8 +13,11 @@ f^-1 = g_L o ... o g_1, the log-dets of the layers add (chain rule), and
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -53,7 +56,7 @@ class Flow(nn.Module):
         super().__init__()
         self.dim = check_positive_int(dim, "dim")
         self.layers = nn.ModuleList(layers)
-        # The recipe that rebuilt this flow (see flowedu.realnvp); checkpoints store it.
+        # The recipe that builds this flow again (see `recipe` below); checkpoints store it.
         self.config = dict(config or {})
 
     def _some_tensor(self) -> torch.Tensor:
@@ -141,3 +144,41 @@ class Flow(nn.Module):
         except NonFiniteError as err:
             return str(err)
         return None
+
+
+def recipe(name: str) -> Callable[[Callable[..., Flow]], Callable[..., Flow]]:
+    """Mark a function that builds a Flow as the recipe `name`.
+
+    The flows it returns remember how they were made: flow.config becomes
+    {"builder": name, **every argument of the call, defaults filled in}, as plain JSON
+    (tuples become lists, tensors lists of numbers). A checkpoint stores that dict and
+    flowedu.recipes.from_config calls the builder with it again, so the recipe is written
+    once, in the builder's own signature.
+    """
+
+    def mark(builder: Callable[..., Flow]) -> Callable[..., Flow]:
+        signature = inspect.signature(builder)
+
+        @functools.wraps(builder)
+        def build(*args, **kwargs) -> Flow:
+            call = signature.bind(*args, **kwargs)
+            call.apply_defaults()
+            flow = builder(*call.args, **call.kwargs)
+            flow.config = {"builder": name, **{k: _plain(v) for k, v in call.arguments.items()}}
+            return flow
+
+        build.recipe_name = name
+        return build
+
+    return mark
+
+
+def _plain(value: object) -> object:
+    """`value` as plain JSON: tuples and tensors become lists, numpy numbers Python ones."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "tolist"):  # torch tensors, numpy arrays and numpy scalars
+        return value.tolist()
+    return value

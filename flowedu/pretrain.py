@@ -3,7 +3,7 @@
     python -m flowedu.pretrain                      # all eight, best device
     python -m flowedu.pretrain --datasets moons --steps 2000 --device cpu
 
-Each flow is saved to flowedu/pretrained/<name>.pt with its metadata: where and how long it
+Each flow is saved to flowedu/pretrained/<name>.safetensors with its metadata: where and how long it
 trained, and its test NLL on fresh samples next to the dataset's true entropy.
 """
 
@@ -17,21 +17,9 @@ from pathlib import Path
 import torch
 
 from . import __version__, checkpoint, datasets
-from .flow import Flow
 from .pretrained_flows import SHIPPED_DIR
-from .realnvp import realnvp
+from .recipes import new_flow
 from .train import device_name, fit, nll, pick_device
-
-# The shipped recipe. Deeper than the textbook 8 layers because the rings and spirals need
-# more bends; see README for the NLL each reaches.
-RECIPE = dict(n_layers=12, hidden=(128, 128), scale_bound=3.0)
-
-
-def new_flow(name: str, seed: int = 0) -> Flow:
-    """An untrained flow of the shipped recipe for dataset `name`: the identity after a
-    standardisation fitted to fresh samples of the data."""
-    stats = datasets.sample(name, 100_000, seed=seed + 1)
-    return realnvp(standardize=(stats.mean(0).tolist(), stats.std(0).tolist()), **RECIPE)
 
 
 def pretrain_one(
@@ -58,7 +46,7 @@ def pretrain_one(
     validation = datasets.sample(name, n_test, seed=54321)
     runs = []  # (validation NLL, seed, flow, history)
     for seed in seeds:
-        flow = new_flow(name, seed)
+        flow = new_flow(name, seed=seed)
         history = fit(
             flow,
             name,
@@ -96,15 +84,15 @@ def pretrain_one(
         n_test=n_test,
         entropy=datasets.entropy(name),
         gap=round(test_nll - datasets.entropy(name), 4),
-        n_layers=RECIPE["n_layers"],
-        hidden=list(RECIPE["hidden"]),
+        n_layers=flow.config["n_layers"],
+        hidden=flow.config["hidden"],
         n_params=sum(p.numel() for p in flow.parameters()),
         final_loss=round(sum(history.losses[-100:]) / len(history.losses[-100:]), 4),
         torch_version=torch.__version__,
         flowedu_version=__version__,
         trained_at=time.strftime("%Y-%m-%d"),
     )
-    checkpoint.save(out_dir / f"{name}.pt", flow.cpu(), metadata)
+    checkpoint.save(out_dir / f"{name}.safetensors", flow.cpu(), metadata)
     return metadata
 
 

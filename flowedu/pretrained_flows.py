@@ -27,19 +27,24 @@ def pretrained_dir() -> Path:
 
 
 def checkpoint_path(name: str) -> Path:
-    """The file that holds the pretrained flow for dataset `name`."""
+    """The file that holds the pretrained flow for dataset `name`.
+
+    <name>.safetensors; a folder of flowedu 0.1 checkpoints (<name>.pt) still works.
+    """
     from flowedu.datasets import NAMES
 
     if name not in NAMES:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(NAMES)}")
-    return pretrained_dir() / f"{name}.pt"
+    path = pretrained_dir() / f"{name}.safetensors"
+    legacy = path.with_suffix(".pt")
+    return legacy if legacy.is_file() and not path.is_file() else path
 
 
 def available() -> list[str]:
     """The datasets that have a checkpoint in pretrained_dir(), in the course's order."""
     from flowedu.datasets import NAMES
 
-    return [name for name in NAMES if (pretrained_dir() / f"{name}.pt").is_file()]
+    return [name for name in NAMES if checkpoint_path(name).is_file()]
 
 
 def load_pretrained(name: str):

@@ -1,4 +1,4 @@
-"""Build the course's flows from a plain recipe (a dict that a checkpoint can store)."""
+"""The RealNVP recipe: a stack of affine (or additive) couplings whose halves alternate."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import torch
 
 from .checks import check_positive_int
 from .couplings import AdditiveCoupling, AffineCoupling, Standardize, half_mask
-from .flow import Flow
+from .flow import Flow, recipe
 
 COUPLINGS = ("affine", "additive")
 
 
+@recipe("realnvp")
 def realnvp(
     dim: int = 2,
     n_layers: int = 8,
@@ -51,26 +52,4 @@ def realnvp(
             layers.append(AffineCoupling(mask, hidden, scale_bound))
         else:
             layers.append(AdditiveCoupling(mask, hidden))
-    config = dict(
-        dim=dim,
-        n_layers=n_layers,
-        hidden=list(hidden),
-        coupling=coupling,
-        scale_bound=scale_bound,
-        standardize=None if standardize is None else [list(map(float, v)) for v in standardize],
-    )
-    return Flow(layers, dim, config={"builder": "realnvp", **config})
-
-
-def from_config(config: dict) -> Flow:
-    """Rebuild a flow from the recipe in `flow.config` (the weights are loaded separately)."""
-    if not isinstance(config, dict) or config.get("builder") != "realnvp":
-        raise ValueError(
-            f"unknown flow recipe {config!r}: flowedu can rebuild flows made by "
-            "flowedu.realnvp(...) only"
-        )
-    kwargs = {k: v for k, v in config.items() if k != "builder"}
-    try:
-        return realnvp(**kwargs)
-    except TypeError as err:
-        raise ValueError(f"the flow recipe has unexpected fields: {err}") from None
+    return Flow(layers, dim)

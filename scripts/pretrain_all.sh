@@ -6,7 +6,7 @@
 #
 # A 2D flow is too small to keep a GPU busy: one training run mostly waits for the CPU to
 # launch kernels, so eight runs side by side finish far sooner than eight in a row. Each
-# run writes OUT_DIR/<dataset>.pt when it ends and OUT_DIR/<dataset>.log as it goes; runs
+# run writes OUT_DIR/<dataset>.safetensors when it ends and OUT_DIR/<dataset>.log as it goes; runs
 # still going after SECONDS (default 540) are stopped and leave no checkpoint, so a GPU
 # booked for a few minutes still keeps every run that finished. Prints the README's table.
 # Needs only Python with torch and numpy (no install): it runs the package from this tree.

@@ -55,7 +55,7 @@ def pretrained_dir(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny batches: extra threads only wait for each other
     for name in datasets.NAMES:
-        shipped = SHIPPED_DIR / f"{name}.pt"
+        shipped = SHIPPED_DIR / f"{name}.safetensors"
         if shipped.is_file():
             shutil.copy(shipped, out / shipped.name)
             continue
@@ -65,7 +65,7 @@ def pretrained_dir(tmp_path_factory):
         )
         history = fit(flow, x, steps=40, batch_size=256, device="cpu", progress=False)
         meta = {"dataset": name, "device_name": history.device_name, "steps": history.steps}
-        checkpoint.save(out / f"{name}.pt", flow, meta)
+        checkpoint.save(out / f"{name}.safetensors", flow, meta)
     torch.set_num_threads(threads)
     return out
 

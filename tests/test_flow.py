@@ -15,7 +15,8 @@ from torch.autograd.functional import jacobian
 
 from flowedu.couplings import AffineCoupling, Standardize
 from flowedu.flow import Flow, NonFiniteError, standard_normal_log_prob
-from flowedu.realnvp import from_config, realnvp
+from flowedu.realnvp import realnvp
+from flowedu.recipes import from_config
 
 STANDARDIZE = ([0.5, -0.25], [1.25, 0.75])  # exact in float32
 RECIPES = {
@@ -303,7 +304,7 @@ def test_realnvp_rejects_a_bad_recipe_saying_what_is_wrong(kwargs, words):
     "config, words",
     [
         ("realnvp", "unknown flow recipe"),
-        ({"builder": "glow", "dim": 2}, "flowedu.realnvp(...) only"),
+        ({"builder": "glow", "dim": 2}, "flowedu can rebuild flows made by flowedu.realnvp(...)"),
         ({"builder": "realnvp", "dim": 2, "depth": 3}, "unexpected fields"),
         ({"builder": "realnvp", "dim": 1}, "dim >= 2"),
     ],
@@ -320,3 +321,22 @@ def test_flow_rejects_points_of_the_wrong_dimension():
         flow.log_prob(torch.zeros(5, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"expected z of shape \(batch, 2\), got \(2,\)"):
         flow.inverse(torch.zeros(2, dtype=torch.float64))
+
+
+def test_a_recipe_records_every_argument_of_its_builder_defaults_included():
+    import inspect
+
+    flow = realnvp(n_layers=3, hidden=(16, 8))
+    params = inspect.signature(realnvp).parameters
+    assert set(flow.config) == {"builder", *params}
+    assert flow.config["hidden"] == [16, 8] and flow.config["n_layers"] == 3
+    assert flow.config["scale_bound"] == params["scale_bound"].default
+
+
+def test_the_builders_table_names_each_builder_by_its_own_recipe_name():
+    from flowedu.recipes import BUILDERS, SHIPPED
+
+    for name, builder in BUILDERS.items():
+        assert builder.recipe_name == name
+    for name, (builder, _) in SHIPPED.items():
+        assert BUILDERS[name] is builder

@@ -48,7 +48,7 @@ def test_the_pretrain_command_saves_a_flow_whose_metadata_matches_it(tmp_path, c
     argv = ["--datasets", "moons", "--steps", "40", "--batch-size", "128", "--device", "cpu"]
     pretrain.main([*argv, "--out", str(tmp_path), "--no-compile"])
     assert "| moons |" in capsys.readouterr().out  # the table row of the README
-    flow, meta = checkpoint.load(tmp_path / "moons.pt")
+    flow, meta = checkpoint.load(tmp_path / "moons.safetensors")
     assert REQUIRED <= set(meta)
     assert (meta["steps"], meta["batch_size"], meta["device_name"]) == (40, 128, "CPU")
     assert meta["compiled"] is False
@@ -76,7 +76,7 @@ def test_the_pretrain_command_keeps_the_seed_with_the_lowest_validation_nll(tmp_
 
     argv = ["--datasets", "moons", "--steps", "20", "--batch-size", "64", "--seeds", "3"]
     pretrain.main([*argv, "--device", "cpu", "--out", str(tmp_path), "--no-compile"])
-    _, meta = checkpoint.load(tmp_path / "moons.pt")
+    _, meta = checkpoint.load(tmp_path / "moons.safetensors")
     assert meta["seeds_tried"] == [0, 1, 2]
     assert len(set(meta["validation_nlls"])) == 3  # the seeds trained different flows
     best = min(range(3), key=lambda i: meta["validation_nlls"][i])
@@ -103,5 +103,27 @@ def test_the_train_everything_script_writes_every_flow_and_the_table(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     for name in datasets.NAMES:
         assert f"| {name} | " in run.stdout
-        _, meta = checkpoint.load(tmp_path / f"{name}.pt")
+        _, meta = checkpoint.load(tmp_path / f"{name}.safetensors")
         assert (meta["dataset"], meta["steps"]) == (name, 5)
+
+
+def test_a_folder_of_flowedu_0_1_checkpoints_still_loads(tmp_path, monkeypatch):
+    import json
+
+    from flowedu import checkpoint
+
+    flow, meta = pretrained_flows.load_pretrained("moons")
+    payload = {  # the torch.save layout of flowedu 0.1
+        "format": checkpoint.FORMAT,
+        "version": 1,
+        "config": json.dumps(flow.config),
+        "metadata": json.dumps(meta),
+        "state_dict": flow.state_dict(),
+    }
+    torch.save(payload, tmp_path / "moons.pt")
+    monkeypatch.setenv(pretrained_flows.ENV_VAR, str(tmp_path))
+    assert pretrained_flows.available() == ["moons"]
+    old, old_meta = pretrained_flows.load_pretrained("moons")
+    x = datasets.sample("moons", 500, seed=3)
+    with torch.no_grad():
+        assert torch.equal(old.log_prob(x), flow.log_prob(x)) and old_meta == meta

@@ -338,7 +338,7 @@ class Dashboard:
 
 def _untrained_flow(dataset: str):
     """A new flow (the identity after standardising the data), for a missing checkpoint."""
-    from flowedu.pretrain import new_flow
+    from flowedu.recipes import new_flow
 
     return new_flow(dataset).eval()
 

@@ -84,7 +84,7 @@ class BackgroundTrainer:
     def _new_flow(self):
         import copy
 
-        from flowedu.realnvp import from_config
+        from flowedu.recipes import from_config
 
         if self.fresh and self.flow.config.get("builder"):
             return from_config(self.flow.config)  # same recipe, identity start
