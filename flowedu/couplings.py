@@ -18,9 +18,15 @@ The inverse needs s and t only at z_a, which equals x_a, so they never need inve
 
 The Jacobian dz/dx is block-triangular with diagonal blocks I and diag(exp(s)), so
 log|det| = sum(s).
+
+Every layer describes itself: `kind` names its family ("coupling", "standardize", ...) and
+`describe(direction)` says in words what it does, so that figures and the dashboard never
+need to test which class a layer is.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -61,8 +67,21 @@ def checkerboard_mask(height: int, width: int, parity: int = 0) -> torch.Tensor:
     return ((rows + cols) % 2 == parity).flatten()
 
 
+def coordinate_names(dim: int, names: Sequence[str] | None = None) -> list[str]:
+    """Names for the coordinates in descriptions: `names` if given, x and y in 2D, else
+    x1 ... xD."""
+    if names is not None:
+        if len(names) != dim:
+            raise ValueError(f"need {dim} coordinate names, got {len(names)}: {list(names)}")
+        return list(names)
+    return ["x", "y"] if dim == 2 else [f"x{i + 1}" for i in range(dim)]
+
+
 class Coupling(nn.Module):
     """Shared split / merge logic; subclasses say how z_b depends on x_b."""
+
+    kind = "coupling"
+    how = "transforms"  # what the layer does to x_b, in words (subclasses say more)
 
     def __init__(self, mask: torch.Tensor, hidden: tuple[int, ...], n_params: int):
         super().__init__()
@@ -119,6 +138,13 @@ class Coupling(nn.Module):
         x_b, log_det = self._untransform(z_b, self.net(z_a))  # s, t from z_a == x_a
         return self._merge(z_a, x_b), log_det
 
+    def describe(self, direction: str = "normalize", names: Sequence[str] | None = None) -> str:
+        """What the layer does, e.g. "scales and shifts y, given x" (the same both ways)."""
+        n = coordinate_names(self.dim, names)
+        moved = ", ".join(n[i] for i in self.idx_b.tolist())
+        given = ", ".join(n[i] for i in self.idx_a.tolist())
+        return f"{self.how} {moved}, given {given}"
+
 
 class AffineCoupling(Coupling):
     """RealNVP: z_b = x_b * exp(s(x_a)) + t(x_a), log|det| = sum(s).
@@ -126,6 +152,8 @@ class AffineCoupling(Coupling):
     The log-scale is soft-bounded, s = b * tanh(s_raw / b): unbounded, exp(s) can grow until
     the loss becomes NaN; bounded, each layer scales by at most exp(b).
     """
+
+    how = "scales and shifts"
 
     def __init__(
         self,
@@ -157,7 +185,9 @@ class AffineCoupling(Coupling):
 
 
 class AdditiveCoupling(Coupling):
-    """NICE: z_b = x_b + t(x_a). Volume preserving: log|det| = 0 everywhere."""
+    """NICE's coupling: z_b = x_b + t(x_a). Volume preserving: log|det| = 0 everywhere."""
+
+    how = "shifts"
 
     def __init__(self, mask: torch.Tensor, hidden: tuple[int, ...] = (128, 128)):
         super().__init__(mask, hidden, n_params=1)
@@ -175,6 +205,8 @@ class Permutation(nn.Module):
     A permutation matrix has |det| = 1, so log_det = 0.
     """
 
+    kind = "permutation"
+
     def __init__(self, perm: torch.Tensor | list[int]):
         super().__init__()
         perm = torch.as_tensor(perm, dtype=torch.long)
@@ -185,6 +217,14 @@ class Permutation(nn.Module):
         self.dim = len(perm)
         self.register_buffer("perm", perm)
         self.register_buffer("inv_perm", torch.argsort(perm))
+
+    def describe(self, direction: str = "normalize", names: Sequence[str] | None = None) -> str:
+        """What the layer does, e.g. "swaps x and y"."""
+        n = coordinate_names(self.dim, names)
+        if self.dim == 2 and self.perm.tolist() == [1, 0]:
+            return f"swaps {n[0]} and {n[1]}"
+        order = self.perm if direction == "normalize" else self.inv_perm
+        return "reorders the coordinates to " + ", ".join(n[i] for i in order.tolist())
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         check_points(x, self.dim)
@@ -202,6 +242,8 @@ class Standardize(nn.Module):
     in the data's own coordinates and can be compared with the data's true entropy.
     """
 
+    kind = "standardize"
+
     def __init__(self, mean: torch.Tensor, std: torch.Tensor):
         super().__init__()
         mean, std = torch.as_tensor(mean).flatten(), torch.as_tensor(std).flatten()
@@ -213,6 +255,12 @@ class Standardize(nn.Module):
         self.dim = mean.numel()
         self.register_buffer("mean", mean.clone())
         self.register_buffer("std", std.clone())
+
+    def describe(self, direction: str = "normalize", names: Sequence[str] | None = None) -> str:
+        """What the layer does in the given direction, in words."""
+        if direction == "normalize":
+            return "standardises to mean 0, sd 1"
+        return "undoes the standardisation (back to data units)"
 
     @classmethod
     def from_data(cls, x: torch.Tensor) -> Standardize:

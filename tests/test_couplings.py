@@ -356,3 +356,32 @@ def test_standardize_from_data_gives_zero_mean_unit_std():
     z, _ = Standardize.from_data(x)(x)
     torch.testing.assert_close(z.mean(0), torch.zeros(2, dtype=torch.float64))
     torch.testing.assert_close(z.std(0), torch.ones(2, dtype=torch.float64))
+
+
+# --- layers describe themselves --------------------------------------------------------------
+
+
+def test_each_layer_says_what_it_copies_and_what_it_transforms_in_words():
+    from flowedu.couplings import AdditiveCoupling, AffineCoupling, Permutation, Standardize
+
+    mask = torch.tensor([True, False])
+    assert AffineCoupling(mask, (8,)).describe() == "scales and shifts y, given x"
+    assert AdditiveCoupling(~mask, (8,)).describe() == "shifts x, given y"
+    assert AffineCoupling(torch.tensor([True, False, True]), (8,)).describe() == (
+        "scales and shifts x2, given x1, x3"
+    )
+    assert AffineCoupling(mask, (8,)).describe(names=["u", "v"]) == "scales and shifts v, given u"
+    assert Permutation([1, 0]).describe() == "swaps x and y"
+    assert Permutation([2, 0, 1]).describe() == "reorders the coordinates to x3, x1, x2"
+    std = Standardize(torch.zeros(2), torch.ones(2))
+    assert "mean 0, sd 1" in std.describe("normalize")
+    assert "undoes the standardisation" in std.describe("generate")
+    kinds = [AffineCoupling(mask).kind, AdditiveCoupling(mask).kind, std.kind]
+    assert kinds + [Permutation([1, 0]).kind] == ["coupling"] * 2 + ["standardize", "permutation"]
+
+
+def test_a_description_with_the_wrong_number_of_names_says_so():
+    from flowedu.couplings import AffineCoupling
+
+    with pytest.raises(ValueError, match="need 2 coordinate names, got 3"):
+        AffineCoupling(torch.tensor([True, False]), (8,)).describe(names=["a", "b", "c"])

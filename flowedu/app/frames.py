@@ -18,6 +18,7 @@ Everything here imports torch lazily (inside the functions): importing flowedu.a
 
 from __future__ import annotations
 
+import collections
 import colorsys
 import functools
 import math
@@ -113,29 +114,18 @@ def start_points(dataset: str, direction: str, n_points: int, seed: int = 0):
 
 
 def layer_names(flow, direction: str) -> list[str]:
-    """A short description of each step, in the order the pass applies them."""
-    from flowedu.couplings import AdditiveCoupling, AffineCoupling, Permutation, Standardize
-
+    """A short description of each step, in the order the pass applies them, numbered
+    within its kind: "coupling 3/12: scales and shifts y, given x"."""
     order = list(flow.layers) if direction == "normalize" else list(reversed(flow.layers))
-    n_couplings = sum(isinstance(layer, (AffineCoupling, AdditiveCoupling)) for layer in order)
-    names, count = [], 0
+    totals = collections.Counter(layer.kind for layer in order)
+    seen: collections.Counter = collections.Counter()
+    names = []
     for layer in order:
-        if isinstance(layer, (AffineCoupling, AdditiveCoupling)):
-            count += 1
-            moved = "y" if layer.idx_b.tolist() == [1] else "x"  # 2D: one moves, one stays
-            given = "x" if moved == "y" else "y"
-            how = "scales and shifts" if isinstance(layer, AffineCoupling) else "shifts"
-            names.append(f"coupling {count}/{n_couplings} {how} {moved}, given {given}")
-        elif isinstance(layer, Standardize):
-            names.append(
-                "standardise to mean 0, sd 1"
-                if direction == "normalize"
-                else "undo the standardisation (data units)"
-            )
-        elif isinstance(layer, Permutation):
-            names.append("swap the coordinates")
-        else:
-            names.append(type(layer).__name__)
+        seen[layer.kind] += 1
+        what = layer.describe(direction)
+        if totals[layer.kind] > 1:
+            what = f"{layer.kind} {seen[layer.kind]}/{totals[layer.kind]}: {what}"
+        names.append(what)
     return names
 
 
