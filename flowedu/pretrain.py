@@ -3,8 +3,8 @@
     python -m flowedu.pretrain                      # all eight, best device
     python -m flowedu.pretrain --datasets moons --steps 2000 --device cpu
 
-Each flow is saved to flowedu/pretrained/<name>.safetensors with its metadata: where and how long it
-trained, and its test NLL on fresh samples next to the dataset's true entropy.
+Each flow is saved to flowedu/pretrained/realnvp/<name>.safetensors with its metadata: where
+and how long it trained, and its test NLL on fresh samples next to the dataset's true entropy.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def pretrain_one(
     lr: float,
     device: torch.device,
     seeds: tuple[int, ...] = (0,),
-    out_dir: Path = SHIPPED_DIR,
+    out_dir: Path = SHIPPED_DIR / "realnvp",
     n_test: int = 100_000,
     progress: bool | None = None,
     compile: bool = True,
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--seeds", type=int, default=None, help="runs per dataset, best kept; default: 3 GPU, 1 CPU"
     )
-    parser.add_argument("--out", type=Path, default=SHIPPED_DIR)
+    parser.add_argument("--out", type=Path, default=SHIPPED_DIR / "realnvp")
     parser.add_argument(
         "--no-compile",
         action="store_true",

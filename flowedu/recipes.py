@@ -9,6 +9,7 @@ architecture (the weights are loaded separately).
 from __future__ import annotations
 
 from .flow import Flow
+from .pretrained_flows import check_model
 from .realnvp import realnvp
 
 # builder name -> the function that builds it. Adding a family adds one line here.
@@ -16,12 +17,12 @@ BUILDERS = {
     "realnvp": realnvp,
 }
 
-# The shipped flows: one per toy dataset and family. Deeper than the textbook 8 couplings
-# because the rings and spirals need more bends; README lists the NLL each reaches.
+# The recipe of each shipped family (pretrained_flows.MODELS): one flow per toy dataset.
+# RealNVP is deeper than the textbook 8 couplings because the rings and spirals need more
+# bends; README lists the NLL each reaches.
 SHIPPED = {
     "realnvp": (realnvp, dict(n_layers=12, hidden=(128, 128), scale_bound=3.0)),
 }
-MODELS = tuple(SHIPPED)  # the families the dashboard and load_pretrained offer
 
 
 def from_config(config: dict) -> Flow:
@@ -37,13 +38,6 @@ def from_config(config: dict) -> Flow:
         return builder(**kwargs)
     except TypeError as err:
         raise ValueError(f"the flow recipe has unexpected fields: {err}") from None
-
-
-def check_model(model: str) -> str:
-    """Return `model` if it names a shipped family, else raise saying which exist."""
-    if model not in SHIPPED:
-        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-    return model
 
 
 def new_flow(dataset: str, model: str = "realnvp", seed: int = 0) -> Flow:

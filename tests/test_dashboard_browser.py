@@ -51,11 +51,12 @@ def pretrained_dir(tmp_path_factory):
     from flowedu.realnvp import realnvp
     from flowedu.train import fit
 
-    out = tmp_path_factory.mktemp("pretrained")
+    out = tmp_path_factory.mktemp("pretrained") / "realnvp"
+    out.mkdir()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny batches: extra threads only wait for each other
     for name in datasets.NAMES:
-        shipped = SHIPPED_DIR / f"{name}.safetensors"
+        shipped = SHIPPED_DIR / "realnvp" / f"{name}.safetensors"
         if shipped.is_file():
             shutil.copy(shipped, out / shipped.name)
             continue
@@ -67,7 +68,7 @@ def pretrained_dir(tmp_path_factory):
         meta = {"dataset": name, "device_name": history.device_name, "steps": history.steps}
         checkpoint.save(out / f"{name}.safetensors", flow, meta)
     torch.set_num_threads(threads)
-    return out
+    return out.parent
 
 
 @pytest.fixture(scope="module")

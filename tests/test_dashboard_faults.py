@@ -194,7 +194,7 @@ def test_the_kernel_ignores_code_sent_from_a_visitors_browser(server, page, tmp_
         "voila/files/notebooks/dashboard.ipynb",  # the notebook's source
         "voila/files/flowedu/checkpoint.py",  # the package's source
         "voila/files/voila.json",
-        "voila/files/flowedu/pretrained/moons.safetensors",
+        "voila/files/flowedu/pretrained/realnvp/moons.safetensors",
         "voila/files/../pyproject.toml",
         "voila/files/%2e%2e/%2e%2e/etc/passwd",
         "api/contents/notebooks",  # Voila has no contents API
@@ -226,7 +226,7 @@ def test_a_training_run_stopped_half_way_leaves_the_shown_flow_bit_for_bit(tmp_p
     torch.manual_seed(0)
     x = datasets.sample("moons", 2000, seed=1)
     flow = realnvp(n_layers=4, hidden=(16, 16), standardize=(x.mean(0).tolist(), x.std(0).tolist()))
-    path = tmp_path / "moons.safetensors"
+    path = tmp_path / "realnvp" / "moons.safetensors"
     checkpoint.save(path, flow, {"dataset": "moons"})
     on_disk = hashlib.sha256(path.read_bytes()).hexdigest()
     monkeypatch.setenv(pretrained_flows.ENV_VAR, str(tmp_path))
@@ -250,7 +250,9 @@ def test_a_training_run_stopped_half_way_leaves_the_shown_flow_bit_for_bit(tmp_p
         assert torch.equal(value, weights[name]), name
     assert d.canvas.version == version and bytes(d.canvas.points) == points
     assert hashlib.sha256(path.read_bytes()).hexdigest() == on_disk
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["moons.safetensors"]  # no stray temp file
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "moons.safetensors"
+    ]  # no stray temp file
 
 
 # ----------------------------------------------------------------------------- small kernels

@@ -35,7 +35,9 @@ def flow():
 def store(tmp_path, monkeypatch):
     """A checkpoint folder holding a small moons flow, read through FLOWEDU_PRETRAINED_DIR."""
     checkpoint.save(
-        tmp_path / "moons.safetensors", small_flow(), {"dataset": "moons", "test_nll": 3.0}
+        tmp_path / "realnvp" / "moons.safetensors",
+        small_flow(),
+        {"dataset": "moons", "test_nll": 3.0},
     )
     monkeypatch.setenv(pretrained_flows.ENV_VAR, str(tmp_path))
     return tmp_path

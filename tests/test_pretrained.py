@@ -127,3 +127,18 @@ def test_a_folder_of_flowedu_0_1_checkpoints_still_loads(tmp_path, monkeypatch):
     x = datasets.sample("moons", 500, seed=3)
     with torch.no_grad():
         assert torch.equal(old.log_prob(x), flow.log_prob(x)) and old_meta == meta
+
+
+def test_an_unknown_family_is_refused_naming_the_ones_that_exist():
+    with pytest.raises(ValueError, match="unknown model 'glow'; choose one of realnvp"):
+        pretrained_flows.load_pretrained("moons", model="glow")
+
+
+def test_every_shipped_family_has_a_recipe_and_the_first_is_the_default():
+    import inspect
+
+    from flowedu import recipes
+
+    assert tuple(recipes.SHIPPED) == pretrained_flows.MODELS
+    default = inspect.signature(pretrained_flows.load_pretrained).parameters["model"].default
+    assert default == pretrained_flows.MODELS[0] == "realnvp"
