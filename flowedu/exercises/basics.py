@@ -1,105 +1,29 @@
-"""Checkers for the notebooks' exercises: they say whether an answer is right, and why not.
-
-    from flowedu.exercises import check
-    check("02.det2x2", my_det)        # -> Correct! / Not yet: ... with the reason
-
-Each checker calls the student's function on test inputs, compares with the reference, and
-for the usual mistakes (a missing absolute value, a wrong sign, exp(s) in place of exp(-s))
-names the mistake. Exercises are listed in EXERCISES with what the function must take.
-"""
+"""Checkers for the exercises of notebooks 01-05 (change of variables ... RealNVP)."""
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
-LOG_2PI = math.log(2 * math.pi)
-
-
-@dataclass
-class Result:
-    """The verdict on one answer; shows as a coloured box in a notebook."""
-
-    exercise: str
-    passed: bool
-    message: str
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def __repr__(self) -> str:
-        return f"{'Correct' if self.passed else 'Not yet'} [{self.exercise}]: {self.message}"
-
-    def _repr_html_(self) -> str:
-        colour, word = ("#2e7d32", "Correct!") if self.passed else ("#c62828", "Not yet")
-        return (
-            f'<div style="border-left: 6px solid {colour}; padding: 4px 10px">'
-            f"<b style='color: {colour}'>{word}</b> [{self.exercise}] "
-            f"{html.escape(self.message)}</div>"
-        )
-
-
-def _close(got: object, expected: torch.Tensor, atol: float = 1e-6) -> bool:
-    got = torch.as_tensor(got, dtype=expected.dtype)
-    return got.shape == expected.shape and bool(torch.allclose(got, expected, atol=atol, rtol=1e-5))
-
-
-def _run(fn: Callable, *args) -> tuple[object, str | None]:
-    """Call the student's function; turn a crash into a message instead of a traceback."""
-    if not callable(fn):
-        return None, f"expected a function, got {type(fn).__name__}"
-    try:
-        return fn(*args), None
-    except Exception as err:  # any error in student code is reported, not raised
-        return None, f"your function raised {type(err).__name__}: {err}"
-
-
-def _verdict(name, got, expected, mistakes: dict[str, torch.Tensor], where: str) -> Result:
-    """Compare got with expected; if it matches a known mistake, name it."""
-    try:
-        got_t = torch.as_tensor(got, dtype=expected.dtype)
-    except (TypeError, ValueError, RuntimeError):
-        return Result(name, False, f"expected a tensor of shape {tuple(expected.shape)}")
-    if got_t.shape != expected.shape:
-        return Result(
-            name,
-            False,
-            f"expected shape {tuple(expected.shape)}, got {tuple(got_t.shape)} {where}",
-        )
-    if _close(got_t, expected):
-        return Result(name, True, f"matches the reference {where}")
-    for hint, wrong in mistakes.items():
-        if _close(got_t, wrong):
-            return Result(name, False, hint)
-    err = (got_t - expected).abs()
-    i = int(err.flatten().argmax())
-    return Result(
-        name,
-        False,
-        f"largest error {err.flatten()[i].item():.3g} {where}: "
-        f"expected {expected.flatten()[i].item():.6g}, got {got_t.flatten()[i].item():.6g}",
-    )
-
+from flowedu.exercises.verdicts import LOG_2PI, Result, run, verdict
 
 # ----- 01: the 1D change of variables ---------------------------------------------------
 
 
 def _sinh_derivative(fn):
     z = torch.linspace(-4, 4, 81, dtype=torch.float64)
-    got, err = _run(fn, z)
+    got, err = run(fn, z)
     if err:
         return Result("01.sinh_derivative", False, err)
     mistakes = {"that is sinh(z) itself; differentiate it": torch.sinh(z)}
-    return _verdict("01.sinh_derivative", got, torch.cosh(z), mistakes, "on z in [-4, 4]")
+    return verdict("01.sinh_derivative", got, torch.cosh(z), mistakes, "on z in [-4, 4]")
 
 
 def _pushforward_exp(fn):
     x = torch.linspace(0.05, 6, 120, dtype=torch.float64)
-    got, err = _run(fn, x)
+    got, err = run(fn, x)
     if err:
         return Result("01.pushforward_exp", False, err)
     p_z = torch.exp(-0.5 * torch.log(x) ** 2) / math.sqrt(2 * math.pi)
@@ -107,7 +31,7 @@ def _pushforward_exp(fn):
         "you evaluated p(z = log x) but forgot the factor |d log(x)/dx| = 1/x": p_z,
         "you multiplied by x; the factor is |dz/dx| = 1/x": p_z * x,
     }
-    return _verdict("01.pushforward_exp", got, p_z / x, mistakes, "on x in [0.05, 6]")
+    return verdict("01.pushforward_exp", got, p_z / x, mistakes, "on x in [0.05, 6]")
 
 
 # ----- 02: the Jacobian determinant -----------------------------------------------------
@@ -117,7 +41,7 @@ def _det2x2(fn):
     gen = torch.Generator().manual_seed(0)
     entries = torch.randn(4, 50, generator=gen, dtype=torch.float64)
     a, b, c, d = entries
-    got, err = _run(fn, a, b, c, d)
+    got, err = run(fn, a, b, c, d)
     if err:
         return Result("02.det2x2", False, err)
     mistakes = {
@@ -128,7 +52,7 @@ def _det2x2(fn):
         + b * c,
         "that is b*c - a*d: the sign is flipped": b * c - a * d,
     }
-    return _verdict("02.det2x2", got, a * d - b * c, mistakes, "on 50 random matrices")
+    return verdict("02.det2x2", got, a * d - b * c, mistakes, "on 50 random matrices")
 
 
 def _polar_map(x: torch.Tensor) -> torch.Tensor:
@@ -139,7 +63,7 @@ def _polar_map(x: torch.Tensor) -> torch.Tensor:
 def _log_abs_det_polar(fn):
     gen = torch.Generator().manual_seed(1)
     x = torch.rand(40, 2, generator=gen, dtype=torch.float64) * torch.tensor([3.0, 6.0]) + 0.1
-    got, err = _run(fn, x)
+    got, err = run(fn, x)
     if err:
         return Result("02.log_abs_det_polar", False, err)
     r = x[:, 0]
@@ -149,7 +73,7 @@ def _log_abs_det_polar(fn):
             -torch.log(r)
         ),
     }
-    return _verdict("02.log_abs_det_polar", got, torch.log(r), mistakes, "on 40 points (r, t)")
+    return verdict("02.log_abs_det_polar", got, torch.log(r), mistakes, "on 40 points (r, t)")
 
 
 # ----- 03: maximum likelihood -----------------------------------------------------------
@@ -160,7 +84,7 @@ def _nll_1d(fn):
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(200, generator=gen, dtype=torch.float64) * 1.7 + 0.4
     scale, shift = torch.tensor(-1.3, dtype=torch.float64), torch.tensor(0.2, dtype=torch.float64)
-    got, err = _run(fn, x, scale, shift)
+    got, err = run(fn, x, scale, shift)
     if err:
         return Result("03.nll_1d", False, err)
     z = (x - shift) / scale
@@ -173,7 +97,7 @@ def _nll_1d(fn):
         ).mean(),
         "you returned the log-likelihood; the NLL is its negative": -expected,
     }
-    return _verdict("03.nll_1d", got, expected, mistakes, "on 200 points with scale = -1.3")
+    return verdict("03.nll_1d", got, expected, mistakes, "on 200 points with scale = -1.3")
 
 
 # ----- 04: coupling layers --------------------------------------------------------------
@@ -192,7 +116,7 @@ def _coupling_inverse(fn):
     x = torch.randn(64, 4, generator=gen, dtype=torch.float64)
     s, t = _s_t(x[:, :2])
     z = torch.cat([x[:, :2], x[:, 2:] * torch.exp(s) + t], dim=1)
-    got, err = _run(fn, z, _s_t)
+    got, err = run(fn, z, _s_t)
     if err:
         return Result("04.coupling_inverse", False, err)
     s_b, t_b = _s_t(z[:, 2:])
@@ -207,14 +131,14 @@ def _coupling_inverse(fn):
             [z[:, :2], (z[:, 2:] - t_b) * torch.exp(-s_b)], dim=1
         ),
     }
-    return _verdict("04.coupling_inverse", got, x, mistakes, "on 64 random 4D points")
+    return verdict("04.coupling_inverse", got, x, mistakes, "on 64 random 4D points")
 
 
 def _coupling_log_det(fn):
     """fn(x, s_and_t) -> log|det dz/dx| per sample, shape (batch,)."""
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(64, 4, generator=gen, dtype=torch.float64)
-    got, err = _run(fn, x, _s_t)
+    got, err = run(fn, x, _s_t)
     if err:
         return Result("04.coupling_log_det", False, err)
     s, _ = _s_t(x[:, :2])
@@ -223,7 +147,7 @@ def _coupling_log_det(fn):
         "that is det itself, exp(sum s); the exercise asks for its logarithm": s.sum(1).exp(),
         "the log-det of z = x_b * exp(s) + t is +sum(s)": -s.sum(1),
     }
-    return _verdict("04.coupling_log_det", got, s.sum(1), mistakes, "on 64 random 4D points")
+    return verdict("04.coupling_log_det", got, s.sum(1), mistakes, "on 64 random 4D points")
 
 
 # ----- 05: a whole flow -----------------------------------------------------------------
@@ -239,7 +163,7 @@ def _flow_log_prob(fn):
         for p in flow.parameters():
             p.add_(0.3 * torch.randn_like(p))
     x = torch.randn(64, 2, dtype=torch.float64) * 2
-    got, err = _run(fn, flow, x)
+    got, err = run(fn, flow, x)
     if err:
         return Result("05.flow_log_prob", False, err)
     with torch.no_grad():
@@ -251,7 +175,7 @@ def _flow_log_prob(fn):
         "you left out the layers' log-dets": base,
         "you left out the base density log N(z; 0, I)": log_det,
     }
-    return _verdict("05.flow_log_prob", got, expected, mistakes, "on 64 points, 4 layers")
+    return verdict("05.flow_log_prob", got, expected, mistakes, "on 64 points, 4 layers")
 
 
 EXERCISES: dict[str, tuple[Callable[[Callable], Result], str]] = {
@@ -267,10 +191,3 @@ EXERCISES: dict[str, tuple[Callable[[Callable], Result], str]] = {
     "04.coupling_log_det": (_coupling_log_det, "log_det(x, s_and_t) -> (batch,) log|det|"),
     "05.flow_log_prob": (_flow_log_prob, "log_prob(flow, x) with the layers' forward"),
 }
-
-
-def check(exercise: str, answer: Callable) -> Result:
-    """Check the student's function for `exercise` (a key of EXERCISES)."""
-    if exercise not in EXERCISES:
-        raise ValueError(f"unknown exercise {exercise!r}; the exercises are {list(EXERCISES)}")
-    return EXERCISES[exercise][0](answer)

@@ -1,0 +1,31 @@
+"""Checkers for the notebooks' exercises: they say whether an answer is right, and why not.
+
+    from flowedu.exercises import check
+    check("02.det2x2", my_det)        # -> Correct! / Not yet: ... with the reason
+
+Each checker calls the student's function on test inputs, compares with the reference, and
+for the usual mistakes (a missing absolute value, a wrong sign, exp(s) in place of exp(-s))
+names the mistake. One module per part of the course holds its checkers and its table
+EXERCISES (exercise name -> (checker, what the function must take)); this module joins them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flowedu.exercises import basics
+from flowedu.exercises.verdicts import Result
+
+EXERCISES: dict[str, tuple[Callable[[Callable], Result], str]] = {
+    **basics.EXERCISES,
+}
+
+
+def check(exercise: str, answer: Callable) -> Result:
+    """Check the student's function for `exercise` (a key of EXERCISES)."""
+    if exercise not in EXERCISES:
+        raise ValueError(f"unknown exercise {exercise!r}; the exercises are {list(EXERCISES)}")
+    return EXERCISES[exercise][0](answer)
+
+
+__all__ = ["EXERCISES", "Result", "check"]
