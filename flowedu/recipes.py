@@ -9,12 +9,14 @@ architecture (the weights are loaded separately).
 from __future__ import annotations
 
 from .flow import Flow
+from .images.model import image_flow
 from .pretrained_flows import check_model
 from .realnvp import realnvp
 
 # builder name -> the function that builds it. Adding a family adds one line here.
 BUILDERS = {
     "realnvp": realnvp,
+    "image_flow": image_flow,
 }
 
 # The recipe of each shipped family (pretrained_flows.MODELS): one flow per toy dataset.
