@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flowedu.exercises import basics
+from flowedu.exercises import basics, images
 from flowedu.exercises.verdicts import Result
 
 EXERCISES: dict[str, tuple[Callable[[Callable], Result], str]] = {
     **basics.EXERCISES,
+    **images.EXERCISES,
 }
 
 
