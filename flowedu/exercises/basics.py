@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import torch
 
-from flowedu.exercises.verdicts import LOG_2PI, Result, run, verdict
+from flowedu.exercises.verdicts import LOG_2PI, NONE_MESSAGE, Result, run, verdict
+from flowedu.flow import standard_normal_log_prob
 
 # ----- 01: the 1D change of variables ---------------------------------------------------
 
@@ -97,7 +98,15 @@ def _nll_1d(fn):
         ).mean(),
         "you returned the log-likelihood; the NLL is its negative": -expected,
     }
-    return verdict("03.nll_1d", got, expected, mistakes, "on 200 points with scale = -1.3")
+    return verdict(
+        "03.nll_1d",
+        got,
+        expected,
+        mistakes,
+        "on 200 points with scale = -1.3",
+        nan_hint="the log of the negative scale is NaN; the change of variables takes the "
+        "absolute value, log|dz/dx| = -log|scale| (torch.log(scale.abs()))",
+    )
 
 
 # ----- 04: coupling layers --------------------------------------------------------------
@@ -143,7 +152,10 @@ def _coupling_log_det(fn):
         return Result("04.coupling_log_det", False, err)
     s, _ = _s_t(x[:, :2])
     mistakes = {
-        "sum s over the transformed coordinates for each point: s.sum(dim=1)": s.sum(),
+        "you summed s over every point of the batch too: sum over the transformed coordinates "
+        "of each point, s.sum(dim=1)": s.sum(),
+        "you summed s over the batch (dim=0): sum over the transformed coordinates of each "
+        "point, s.sum(dim=1)": s.sum(0),
         "that is det itself, exp(sum s); the exercise asks for its logarithm": s.sum(1).exp(),
         "the log-det of z = x_b * exp(s) + t is +sum(s)": -s.sum(1),
     }
@@ -153,16 +165,24 @@ def _coupling_log_det(fn):
 # ----- 05: a whole flow -----------------------------------------------------------------
 
 
+def _test_flow(seed: int, standardize=None):
+    """A 4-layer RealNVP in float64 whose weights are random (a new flow is the identity,
+    which would hide every mistake); built without touching the student's random state."""
+    from flowedu.realnvp import realnvp
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        flow = realnvp(n_layers=4, hidden=(16,), standardize=standardize).double()
+        with torch.no_grad():
+            for p in flow.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+    return flow
+
+
 def _flow_log_prob(fn):
     """fn(flow, x) -> log p(x), using only flow.layers and each layer's forward."""
-    from .realnvp import realnvp
-
-    torch.manual_seed(5)
-    flow = realnvp(n_layers=4, hidden=(16,)).double()
-    with torch.no_grad():
-        for p in flow.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    x = torch.randn(64, 2, dtype=torch.float64) * 2
+    flow = _test_flow(5)
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 2
     got, err = run(fn, flow, x)
     if err:
         return Result("05.flow_log_prob", False, err)
@@ -178,6 +198,58 @@ def _flow_log_prob(fn):
     return verdict("05.flow_log_prob", got, expected, mistakes, "on 64 points, 4 layers")
 
 
+def _sample_and_log_prob(fn):
+    """fn(flow, z) -> (x, log_q): z pushed through f (generating direction), and log q(x)."""
+    name = "05.sample_and_log_prob"
+    flow = _test_flow(6, standardize=([0.5, -0.3], [1.5, 0.8]))
+    z = torch.randn(64, 2, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    got, err = run(fn, flow, z.clone())
+    if err:
+        return Result(name, False, err)
+    if got is None:
+        return Result(name, False, NONE_MESSAGE)
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        return Result(
+            name,
+            False,
+            f"return a pair (x, log_q), got {type(got).__name__}"
+            + (f" of length {len(got)}" if isinstance(got, (tuple, list)) else ""),
+        )
+    x_got, log_q_got = got
+    with torch.no_grad():
+        x, log_det = flow.inverse(z)  # x = f(z), log|det df/dz|
+        log_q = flow.log_prob(x)  # the normalizing direction's answer, for the same x
+        z_back, log_det_back = flow(z)  # what the normalizing direction does to z
+        base = standard_normal_log_prob(z)
+        h = z
+        for layer in flow.layers:  # each layer's inverse, but first layer first
+            h = layer.inverse(h)[0]
+    where = "on 64 latent points, 4 layers"
+    x_mistakes = {
+        "flow(z) is the normalizing direction (data -> latent); z -> x is flow.inverse(z), "
+        "or each layer's inverse, last layer first": z_back,
+        "apply the layers' inverses in reverse order, last layer first (f = g_1^-1 o ... o "
+        "g_L^-1): for layer in reversed(flow.layers)": h,
+        "you returned z itself: push it through the flow, x, log_det = flow.inverse(z)": z,
+    }
+    x_result = verdict(name, x_got, x, x_mistakes, where)
+    if not x_result:
+        return Result(name, False, f"x: {x_result.message}")
+    log_q_mistakes = {
+        "the sign: going z -> x, log q(x) = log p_Z(z) - log|det df/dz| (subtract the "
+        "log-det of the generating direction; adding is right only for the log-det of "
+        "f^-1 = flow.forward)": base + log_det,
+        "you left out the log-det: log q(x) = log p_Z(z) - log|det df/dz|": base,
+        "you left out the base density log p_Z(z) = log N(z; 0, I)": -log_det,
+        "log p_Z is evaluated at z, the latent point, not at x": standard_normal_log_prob(x)
+        - log_det,
+    }
+    result = verdict(name, log_q_got, log_q, log_q_mistakes, where)
+    if not result:
+        return Result(name, False, f"log_q: {result.message}")
+    return Result(name, True, f"x and log q(x) match flow.inverse and flow.log_prob {where}")
+
+
 EXERCISES: dict[str, tuple[Callable[[Callable], Result], str]] = {
     "01.sinh_derivative": (_sinh_derivative, "df(z): the derivative of f(z) = sinh(z)"),
     "01.pushforward_exp": (_pushforward_exp, "p_x(x): density of x = exp(z), z ~ N(0, 1)"),
@@ -190,4 +262,8 @@ EXERCISES: dict[str, tuple[Callable[[Callable], Result], str]] = {
     "04.coupling_inverse": (_coupling_inverse, "inverse(z, s_and_t) -> x for the 4D coupling"),
     "04.coupling_log_det": (_coupling_log_det, "log_det(x, s_and_t) -> (batch,) log|det|"),
     "05.flow_log_prob": (_flow_log_prob, "log_prob(flow, x) with the layers' forward"),
+    "05.sample_and_log_prob": (
+        _sample_and_log_prob,
+        "sample_and_log_prob(flow, z) -> (x, log_q): x = f(z) and log q(x), z of shape (batch, 2)",
+    ),
 }

@@ -11,6 +11,8 @@ import torch
 
 LOG_2PI = math.log(2 * math.pi)
 
+NONE_MESSAGE = "you returned None: write your answer in the cell above"
+
 
 @dataclass
 class Result:
@@ -50,23 +52,54 @@ def run(fn: Callable, *args) -> tuple[object, str | None]:
         return None, f"your function raised {type(err).__name__}: {err}"
 
 
-def verdict(name, got, expected, mistakes: dict[str, torch.Tensor], where: str) -> Result:
-    """Compare got with expected; if it matches a known mistake, name it."""
+def as_tensor(got: object, like: torch.Tensor) -> torch.Tensor | None:
+    """got as a tensor of like's dtype, or None if it cannot be one."""
     try:
-        got_t = torch.as_tensor(got, dtype=expected.dtype)
+        return torch.as_tensor(got, dtype=like.dtype).detach()
     except (TypeError, ValueError, RuntimeError):
-        return Result(name, False, f"expected a tensor of shape {tuple(expected.shape)}")
+        return None
+
+
+def verdict(
+    name: str,
+    got: object,
+    expected: torch.Tensor,
+    mistakes: dict[str, torch.Tensor],
+    where: str,
+    nan_hint: str | None = None,
+) -> Result:
+    """Compare got with expected; if it matches a known mistake, name it.
+
+    A mistake may have another shape than the answer (summing over the wrong dimension
+    gives a scalar): it is named whenever got matches it, before any complaint about shape.
+    nan_hint, if given, is what to say when the answer holds NaN where the reference does not
+    (the usual cause: the log of a negative number, a missing absolute value).
+    """
+    if got is None:
+        return Result(name, False, NONE_MESSAGE)
+    got_t = as_tensor(got, expected)
+    if got_t is None:
+        return Result(
+            name,
+            False,
+            f"expected a tensor of shape {tuple(expected.shape)}, got {type(got).__name__}",
+        )
+    if close(got_t, expected):
+        return Result(name, True, f"matches the reference {where}")
+    for hint, wrong in mistakes.items():
+        if close(got_t, wrong.to(expected.dtype)):
+            return Result(name, False, hint)
     if got_t.shape != expected.shape:
         return Result(
             name,
             False,
             f"expected shape {tuple(expected.shape)}, got {tuple(got_t.shape)} {where}",
         )
-    if close(got_t, expected):
-        return Result(name, True, f"matches the reference {where}")
-    for hint, wrong in mistakes.items():
-        if close(got_t, wrong):
-            return Result(name, False, hint)
+    bad = torch.isnan(got_t) & ~torch.isnan(expected)
+    if bad.any():
+        hint = f": {nan_hint}" if nan_hint else ""
+        count = "" if bad.numel() == 1 else f" at {int(bad.sum())} of {bad.numel()} entries"
+        return Result(name, False, f"your answer is NaN{count} {where}{hint}")
     err = (got_t - expected).abs()
     i = int(err.flatten().argmax())
     return Result(
