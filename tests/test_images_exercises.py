@@ -39,6 +39,8 @@ def test_conv1x1_mistakes_are_named():
     assert not no_abs and "absolute" in no_abs.message
     plus = check("07.conv1x1_log_det", lambda w, h, wd: (h + wd) * torch.linalg.slogdet(w)[1])
     assert not plus and "not height + width" in plus.message
+    unanswered = check("07.conv1x1_log_det", lambda w, h, wd: None)
+    assert not unanswered and "returned None" in unanswered.message
 
 
 def test_bits_per_dim_mistakes_are_named():
