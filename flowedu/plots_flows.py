@@ -327,14 +327,26 @@ def plot_area_change(
 
 
 def _stage_title(flow: Flow, direction: str, k: int, n_stages: int) -> str:
+    """The title of stage k of a pass: where it starts, the layer just applied and in which
+    direction (g_l in the normalizing direction, its inverse in the generating one), or
+    where it ends. Layers are g_1 ... g_L in flow.layers' order, f^-1 = g_L o ... o g_1."""
     if k == 0:
         return "z ~ N(0, I)" if direction == "generate" else "data x"
-    n = len(flow.layers)
-    index = n - k if direction == "generate" else k - 1
-    name = type(flow.layers[index]).__name__.replace("Coupling", "")
     if k == n_stages - 1:
         return "x = f(z)" if direction == "generate" else "z = f^-1(x)"
-    return f"layer {index}: {name}"
+    index = len(flow.layers) - k if direction == "generate" else k - 1
+    name = type(flow.layers[index]).__name__.replace("Coupling", "").lower()
+    if direction == "generate":
+        return f"after $g_{{{index + 1}}}^{{-1}}$ ({name})"
+    return f"after $g_{{{index + 1}}}$ ({name})"
+
+
+def _shared_limits(point_sets: Sequence[np.ndarray], pad: float = 0.08) -> tuple:
+    """One square box ((x0, x1), (y0, y1)) holding all but the tails of every set."""
+    boxes = np.array([robust_limits(p, pad=0.0) for p in point_sets])  # (sets, 2, 2)
+    lo, hi = boxes[:, :, 0].min(0), boxes[:, :, 1].max(0)
+    centre, half = (lo + hi) / 2, (hi - lo).max() / 2 * (1 + pad)
+    return tuple((c - half, c + half) for c in centre)
 
 
 @torch.no_grad()
@@ -348,16 +360,21 @@ def plot_layers(
     grid_limits: tuple | None = None,
     seed: int = 0,
     ncols: int | None = None,
+    point_size: float = 10.0,
 ) -> Figure:
     """Small multiples of one pass through the flow, layer by layer (flow.trace).
 
     direction="generate" starts from `points` in latent space (default: n_points draws
-    from N(0, I), seeded) and applies f; "normalize" starts from data `points` and applies
-    f^-1. A grid of straight lines drawn over the starting points is carried along, so each
-    panel shows how a layer bends space. Stage k is the state after k layers; there are
-    len(flow.layers) + 1 stages, all shown unless `stages` picks some (e.g. [0, 4, 8, -1]).
-    Colours go from blue (latent) to orange (data), or back for "normalize".
+    from N(0, I), seeded) and applies f = g_1^-1 o ... o g_L^-1, the last layer first;
+    "normalize" starts from data `points` and applies f^-1 = g_L o ... o g_1. A grid of
+    straight lines drawn over the starting points is carried along, so each panel shows how
+    a layer bends space. Stage k is the state after k layers; there are len(flow.layers) + 1
+    stages, all shown unless `stages` picks some (e.g. [0, 4, 8, -1]). Every panel has the
+    same axes and scale, so sizes can be compared across panels. Colours go from blue
+    (latent) to orange (data), or back for "normalize".
     """
+    if direction not in ("generate", "normalize"):
+        raise ValueError(f'direction must be "generate" or "normalize", got {direction!r}')
     if points is None:
         if direction != "generate":
             raise ValueError('plot_layers(direction="normalize") needs data points')
@@ -372,15 +389,28 @@ def plot_layers(
     trace_lines = flow.trace(line_pts, direction).points
     n_stages = len(trace_pts)
     chosen = list(range(n_stages)) if stages is None else [k % n_stages for k in stages]
-    fig, axes = _subplots(len(chosen), ncols)
+    limits = _shared_limits([_np(trace_pts[k]) for k in chosen])
+    fig, axes = _subplots(len(chosen), ncols, sharex=True, sharey=True)
     start, end = (BASE_COLOR, DATA_COLOR) if direction == "generate" else (DATA_COLOR, BASE_COLOR)
     for ax, k in zip(axes, chosen, strict=True):
         p = _np(trace_pts[k])
         segs = _np(trace_lines[k]).reshape(len(lines), -1, 2)
-        ax.add_collection(LineCollection(segs, colors=GRID_COLOR, linewidths=0.7, alpha=0.6))
-        _scatter(ax, p, _blend(start, end, k / max(n_stages - 1, 1)), size=4, alpha=0.6)
-        _square(ax, robust_limits(p))
+        ax.add_collection(LineCollection(segs, colors=GRID_COLOR, linewidths=0.8, alpha=0.6))
+        colour = _blend(start, end, k / max(n_stages - 1, 1))
+        _scatter(ax, p, colour, size=point_size, alpha=0.6)
+        ax.set_xlim(*limits[0])
+        ax.set_ylim(*limits[1])
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.25)
         ax.set_title(_stage_title(flow, direction, k, n_stages))
+    for ax in axes:
+        ax.label_outer()  # tick labels on the left column and the bottom row only
+    how = (
+        "generating direction x = f(z): the last layer first"
+        if direction == "generate"
+        else "normalizing direction z = f^-1(x): the first layer first"
+    )
+    fig.suptitle(f"{how}; one scale in every panel", fontsize=FIGURE_RC["axes.titlesize"])
     fig.tight_layout()
     return fig
 
@@ -391,17 +421,19 @@ def density_grid(
     xlim: tuple[float, float],
     ylim: tuple[float, float],
     n: int = 150,
+    log: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The flow's density p(x) = exp(log_prob(x)) at the centres of an n x n grid of cells
-    over xlim x ylim. Returns (xs (n,), ys (n,), density (n, n)) with density[i, j] at
-    (xs[j], ys[i]), so sum(density) * cell area ~ 1 when the box holds the mass."""
+    """The flow's density q(x) = exp(log_prob(x)) at the centres of an n x n grid of cells
+    over xlim x ylim (log=True: log q(x) itself). Returns (xs (n,), ys (n,), values (n, n))
+    with values[i, j] at (xs[j], ys[i]), so sum(density) * cell area ~ 1 when the box holds
+    the mass."""
     dx, dy = (xlim[1] - xlim[0]) / n, (ylim[1] - ylim[0]) / n
     xs = np.linspace(xlim[0] + dx / 2, xlim[1] - dx / 2, n)
     ys = np.linspace(ylim[0] + dy / 2, ylim[1] - dy / 2, n)
     gx, gy = np.meshgrid(xs, ys)
     pts = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1)).to(flow.device, flow.dtype)
-    density = flow.log_prob(pts).exp()
-    return xs, ys, _np(density).reshape(n, n)
+    log_q = _np(flow.log_prob(pts)).reshape(n, n)
+    return xs, ys, log_q if log else np.exp(log_q)
 
 
 def plot_density(
@@ -411,19 +443,34 @@ def plot_density(
     n: int = 150,
     title: str | None = "model density",
     ax=None,
+    log: bool = False,
+    log_range: float = 10.0,
+    colorbar: bool = True,
 ) -> Figure:
-    """A heatmap of the flow's density p(x) over xlim x ylim (the image holds p itself)."""
+    """A heatmap of the flow's density q(x) over xlim x ylim (the image holds q itself), with
+    a colour bar. log=True shows log q(x) instead, over the `log_range` nats below its
+    highest value, so that regions a thousand times less dense than the peak still show."""
+    if log and not log_range > 0:
+        raise ValueError(f"log_range must be a positive number of nats, got {log_range!r}")
     fig, ax = _new_axes(ax, (5, 5))
-    _, _, density = density_grid(flow, xlim, ylim, n)
-    ax.imshow(
-        density,
+    _, _, values = density_grid(flow, xlim, ylim, n, log=log)
+    vmin, vmax = (values.max() - log_range, values.max()) if log else (0.0, values.max())
+    image = ax.imshow(
+        values,
         origin="lower",
         extent=(*xlim, *ylim),
         cmap="magma",
+        vmin=vmin,
+        vmax=vmax,
         aspect="equal",
         interpolation="nearest",
     )
     _square(ax, (xlim, ylim))
+    if colorbar:
+        bar = fig.colorbar(image, ax=ax, location="bottom", fraction=0.05, pad=0.03, aspect=25)
+        bar.set_label("log q(x)" if log else "q(x)")
+        bar.ax.tick_params(labelsize=FIGURE_RC["legend.fontsize"])
+        bar.ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(4))
     if title:
         ax.set_title(title)
     return fig
@@ -436,47 +483,159 @@ def plot_gallery(
     n_samples: int = 3000,
     grid_n: int = 120,
     seed: int = 0,
+    log_density: bool = False,
+    log_range: float = 10.0,
 ) -> Figure:
     """For each dataset (a column): its data (orange), the flow's samples (green) and the
-    flow's density heatmap, all on the same square limits."""
+    flow's density heatmap with its colour bar, all on the same square limits.
+    log_density=True shows log q(x) over `log_range` nats instead of q(x), so that thin
+    bridges of low density between the parts of the data show."""
     names = list(flows)
     with mpl.rc_context(FIGURE_RC):
-        fig, axes = plt.subplots(3, len(names), figsize=(3.2 * len(names), 10), squeeze=False)
+        fig, axes = plt.subplots(
+            3, len(names), figsize=(3.2 * len(names), 10.6), squeeze=False, layout="constrained"
+        )
     for j, name in enumerate(names):
         x = _np(data[name])[:n_samples]
         limits = robust_limits(x, pad=0.12)
         _scatter(axes[0, j], x, DATA_COLOR, size=3)
         _scatter(axes[1, j], flows[name].sample(n_samples, seed=seed), MODEL_COLOR, size=3)
-        plot_density(flows[name], *limits, n=grid_n, title=None, ax=axes[2, j])
+        plot_density(
+            flows[name],
+            *limits,
+            n=grid_n,
+            title=None,
+            ax=axes[2, j],
+            log=log_density,
+            log_range=log_range,
+        )
         axes[0, j].set_title(name)
         for ax in axes[:2, j]:
             _square(ax, limits)
-    for ax, label in zip(axes[:, 0], ["data", "flow samples", "flow density"], strict=True):
+    density_label = "flow: log q(x)" if log_density else "flow density q(x)"
+    for ax, label in zip(axes[:, 0], ["data", "flow samples", density_label], strict=True):
         ax.set_ylabel(label, fontsize=14)
-    fig.tight_layout()
     return fig
 
 
+# Colours for the parts of a dataset (plot_normalized): none is blue, orange or green, which
+# mean latent, data and model everywhere else.
+PART_COLORS = (
+    "#d62728",
+    "#9467bd",
+    "#17becf",
+    "#8c564b",
+    "#e377c2",
+    "#bcbd22",
+    "#7f7f7f",
+    "#000000",
+)
+
+
+def _nearest_curve(x: np.ndarray, curves: Sequence[np.ndarray]) -> np.ndarray:
+    """For each point of x (n, 2), the index of the nearest of some curves (each (m, 2))."""
+    dist = [np.min(np.linalg.norm(x[:, None] - c[None], axis=2), axis=1) for c in curves]
+    return np.argmin(np.stack(dist, 1), axis=1)
+
+
+def _parts(name: str, x: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Which part of toy dataset `name` each data point x (n, 2) came from - which moon,
+    ring, arm, Gaussian or square - judged from x alone by the datasets' definitions
+    (flowedu.datasets). Returns (index of the part (n,), the parts' names). For any other
+    name, the parts are six sectors of the angle about the points' centre."""
+    r, angle = np.linalg.norm(x, axis=1), np.arctan2(x[:, 1], x[:, 0])
+    t = np.linspace(0, np.pi, 300)
+    if name == "moons":  # 2 (cos t, sin t) + c and 2 (1 - cos t, 1/2 - sin t) + c
+        shift = np.array([-1.0, -0.2])
+        upper = 2 * np.stack([np.cos(t), np.sin(t)], 1) + shift
+        lower = 2 * np.stack([1 - np.cos(t), 0.5 - np.sin(t)], 1) + shift
+        return _nearest_curve(x, [upper, lower]), ["upper moon", "lower moon"]
+    if name in ("circles", "rings"):
+        radii = [3.0, 1.5] if name == "circles" else [3.0, 2.25, 1.5, 0.75]
+        part = np.argmin(np.abs(r[:, None] - np.array(radii)[None]), axis=1)
+        return part, [f"radius {v:g}" for v in radii]
+    if name == "8gaussians":  # centres 4 (cos, sin)(2 pi k / 8) / 1.414
+        return np.round(angle / (2 * np.pi / 8)).astype(int) % 8, [
+            f"Gaussian {k}" for k in range(8)
+        ]
+    if name == "pinwheel":  # angle(x) = -(2 pi k / 5 + 0.25 exp(r)), with r ~ |x| / 2
+        k = np.round((-angle - 0.25 * np.exp(r / 2)) / (2 * np.pi / 5)).astype(int) % 5
+        return k, [f"arm {j + 1}" for j in range(5)]
+    if name == "2spirals":  # +-(-s cos s + 1/4, s sin s + 1/4) / 3, s in [0, 3 pi]
+        s = np.linspace(0, 3 * np.pi, 600)
+        arm = np.stack([-s * np.cos(s) + 0.25, s * np.sin(s) + 0.25], 1) / 3
+        return _nearest_curve(x, [arm, -arm]), ["spiral 1", "spiral 2"]
+    if name == "checkerboard":  # 8 squares of side 2 on [-4, 4]^2
+        col, row = (
+            np.clip(np.floor(x[:, 0] / 2) + 2, 0, 3),
+            np.clip(np.floor(x[:, 1] / 2) + 2, 0, 3),
+        )
+        return (row * 2 + col // 2).astype(int), [f"square {k + 1}" for k in range(8)]
+    if name == "swissroll":  # (t cos t, t sin t) / 5, t in [1.5 pi, 4.5 pi]: thirds along it
+        u = np.linspace(1.5 * np.pi, 4.5 * np.pi, 900)
+        curve = np.stack([u * np.cos(u), u * np.sin(u)], 1) / 5
+        nearest = np.argmin(np.linalg.norm(x[:, None] - curve[None], axis=2), axis=1)
+        return nearest * 3 // len(u), ["inner third", "middle third", "outer third"]
+    centred = x - x.mean(0)
+    sector = np.arctan2(centred[:, 1], centred[:, 0]) + np.pi  # in [0, 2 pi]
+    return np.minimum((sector / (2 * np.pi / 6)).astype(int), 5), [
+        f"sector {k + 1}" for k in range(6)
+    ]
+
+
 @torch.no_grad()
-def plot_normalized(flows: Mapping[str, Flow], data: Mapping[str, ArrayLike]) -> Figure:
-    """The normalizing direction: for each dataset (a column), data x (orange, top) and
-    z = f^-1(x) (blue, bottom) with the circles of radius 1, 2, 3 of N(0, I)."""
+def plot_normalized(
+    flows: Mapping[str, Flow], data: Mapping[str, ArrayLike], point_size: float = 6.0
+) -> Figure:
+    """The normalizing direction: for each dataset (a column), data x (top) and z = f^-1(x)
+    (bottom), each point coloured by the part of the data it came from (which moon, ring,
+    arm...; see _parts), so one can see where each part lands in N(0, I). The bottom row
+    has the circles of radius 1, 2, 3 of N(0, I), labelled with the mass each holds,
+    1 - exp(-r^2 / 2) (39%, 86%, 99%)."""
     names = list(flows)
     with mpl.rc_context(FIGURE_RC):
-        fig, axes = plt.subplots(2, len(names), figsize=(3.2 * len(names), 6.8), squeeze=False)
+        fig, axes = plt.subplots(2, len(names), figsize=(3.4 * len(names), 7.6), squeeze=False)
     angle = np.linspace(0, 2 * np.pi, 200)
     for j, name in enumerate(names):
         flow = flows[name]
         x = torch.as_tensor(_np(data[name])).to(flow.device, flow.dtype)
         z, _ = flow(x)
-        _scatter(axes[0, j], x, DATA_COLOR, size=3)
+        part, part_names = _parts(name, _np(x))
+        colours = np.array([to_rgb(PART_COLORS[k % len(PART_COLORS)]) for k in part])
+        for ax, p in ((axes[0, j], _np(x)), (axes[1, j], _np(z))):
+            ax.scatter(p[:, 0], p[:, 1], s=point_size, c=colours, alpha=0.6, lw=0)
         _square(axes[0, j], robust_limits(x))
-        _scatter(axes[1, j], z, BASE_COLOR, size=3)
         for r in (1, 2, 3):
-            axes[1, j].plot(r * np.cos(angle), r * np.sin(angle), color="black", lw=1, alpha=0.6)
+            axes[1, j].plot(r * np.cos(angle), r * np.sin(angle), color="black", lw=1.2, alpha=0.7)
+            axes[1, j].text(
+                r * math.cos(-math.pi / 4),
+                r * math.sin(-math.pi / 4),
+                f"{1 - math.exp(-(r**2) / 2):.0%}",
+                ha="center",
+                va="center",
+                fontsize=FIGURE_RC["legend.fontsize"],
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+            )
         _square(axes[1, j], ((-4, 4), (-4, 4)))
         axes[0, j].set_title(name)
+        if len(part_names) <= 5:
+            handles = [
+                mpl.lines.Line2D([], [], ls="", marker="o", color=PART_COLORS[k], label=label)
+                for k, label in enumerate(part_names)
+            ]
+            axes[0, j].legend(
+                handles=handles,
+                fontsize=10,
+                loc="best",
+                handletextpad=0.2,
+                borderpad=0.3,
+                framealpha=0.8,
+            )
     axes[0, 0].set_ylabel("data x", fontsize=14)
     axes[1, 0].set_ylabel("z = f^-1(x)", fontsize=14)
+    fig.suptitle(
+        "colour: the part of the data a point came from; circles: mass of N(0, I) inside",
+        fontsize=FIGURE_RC["axes.titlesize"],
+    )
     fig.tight_layout()
     return fig

@@ -210,12 +210,45 @@ def test_gallery_has_data_samples_and_density_per_dataset():
     flows = {"a": shaken_flow(seed=0), "b": shaken_flow(seed=1)}
     data = {k: torch.randn(500, 2, generator=torch.Generator().manual_seed(2)) for k in flows}
     fig = pf.plot_gallery(flows, data, n_samples=400, grid_n=30)
-    assert len(fig.axes) == 3 * len(flows)
-    top, middle, bottom = fig.axes[0], fig.axes[2], fig.axes[4]  # column "a", row by row
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(panels) == 3 * len(flows) and len(bars) == len(flows)  # a colour bar per heatmap
+    top, middle, bottom = panels[0], panels[2], panels[4]  # column "a", row by row
     assert top.get_title() == "a"
     np.testing.assert_allclose(scatter_offsets(top), data["a"][:400].numpy())
     np.testing.assert_allclose(scatter_offsets(middle), flows["a"].sample(400, seed=0).numpy())
     assert np.asarray(bottom.images[0].get_array()).shape == (30, 30)
+
+
+def test_gallery_can_show_the_log_density():
+    flows = {"a": shaken_flow(seed=0)}
+    data = {"a": torch.randn(500, 2, generator=torch.Generator().manual_seed(2))}
+    fig = pf.plot_gallery(flows, data, n_samples=400, grid_n=30, log_density=True, log_range=6.0)
+    image = fig.axes[2].images[0]
+    limits = pf.robust_limits(data["a"][:400], pad=0.12)  # the limits of the data shown
+    _, _, log_q = pf.density_grid(flows["a"], *limits, n=30, log=True)
+    np.testing.assert_allclose(np.asarray(image.get_array()), log_q)
+    assert image.norm.vmax == pytest.approx(log_q.max())
+    assert image.norm.vmin == pytest.approx(log_q.max() - 6.0)
+
+
+def test_density_heatmap_has_a_colour_bar_in_the_right_units():
+    flow = shaken_flow()
+    fig = pf.plot_density(flow, (-4.0, 4.0), (-4.0, 4.0), n=40)
+    (bar,) = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert bar.get_xlabel() == "q(x)"
+    fig = pf.plot_density(flow, (-4.0, 4.0), (-4.0, 4.0), n=40, log=True)
+    (bar,) = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert bar.get_xlabel() == "log q(x)"
+    with pytest.raises(ValueError, match="log_range"):
+        pf.plot_density(flow, (-4.0, 4.0), (-4.0, 4.0), log=True, log_range=0)
+
+
+def test_density_grid_log_is_the_log_of_the_density():
+    flow = shaken_flow()
+    _, _, q = pf.density_grid(flow, (-3.0, 3.0), (-2.0, 2.0), n=20)
+    _, _, log_q = pf.density_grid(flow, (-3.0, 3.0), (-2.0, 2.0), n=20, log=True)
+    np.testing.assert_allclose(np.exp(log_q), q, rtol=1e-12)
 
 
 def test_normalized_shows_data_and_its_latent_image():
@@ -227,6 +260,71 @@ def test_normalized_shows_data_and_its_latent_image():
     z, _ = flows["a"](data["a"])
     np.testing.assert_allclose(scatter_offsets(fig.axes[1]), z.detach().numpy(), rtol=1e-5)
     assert len(fig.axes[1].get_lines()) == 3  # the circles of radius 1, 2, 3
+    # each circle is labelled with the mass of N(0, I) inside it, 1 - exp(-r^2 / 2)
+    assert sorted(t.get_text() for t in fig.axes[1].texts) == ["39%", "86%", "99%"]
+
+
+def test_normalized_colours_a_point_the_same_in_x_and_in_z():
+    flows = {"a": shaken_flow()}
+    data = {"a": torch.randn(300, 2, generator=torch.Generator().manual_seed(3))}
+    fig = pf.plot_normalized(flows, data)
+    top, bottom = (
+        [c for c in ax.collections if isinstance(c, PathCollection)][0] for ax in fig.axes
+    )
+    np.testing.assert_allclose(top.get_facecolors(), bottom.get_facecolors())
+    used = {tuple(np.round(c[:3], 3)) for c in top.get_facecolors()}
+    reserved = {tuple(np.round(to_rgb(c), 3)) for c in (BASE_COLOR, DATA_COLOR, MODEL_COLOR)}
+    assert len(used) > 1 and not used & reserved  # parts, in colours that mean nothing else
+
+
+@pytest.mark.parametrize(
+    ("name", "n_parts"),
+    [
+        ("moons", 2),
+        ("circles", 2),
+        ("rings", 4),
+        ("8gaussians", 8),
+        ("pinwheel", 5),
+        ("2spirals", 2),
+        ("checkerboard", 8),
+        ("swissroll", 3),
+    ],
+)
+def test_parts_of_each_dataset_are_found_from_x(name, n_parts):
+    from flowedu import datasets
+
+    x = datasets.sample(name, 4000, seed=0).numpy()
+    part, names = pf._parts(name, x)
+    assert len(names) == n_parts and part.shape == (4000,)
+    counts = np.bincount(part, minlength=n_parts)
+    # the datasets' parts are equally likely (swissroll's thirds of the roll nearly so)
+    np.testing.assert_allclose(counts / 4000, 1 / n_parts, atol=0.06)
+
+
+def test_parts_of_the_rings_are_their_radii():
+    angle = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    unit = np.stack([np.cos(angle), np.sin(angle)], 1)
+    x = np.concatenate([r * unit for r in (3.0, 2.25, 1.5, 0.75)])
+    part, names = pf._parts("rings", x)
+    np.testing.assert_array_equal(part, np.repeat(np.arange(4), 40))
+    assert names[0] == "radius 3"
+
+
+def test_layers_share_one_scale_and_say_which_direction():
+    flow = shaken_flow(n_layers=4)
+    fig = pf.plot_layers(flow, n_points=300, stages=[0, 1, 2, -1])
+    limits = {(ax.get_xlim(), ax.get_ylim()) for ax in fig.axes}
+    assert len(limits) == 1  # one scale across the panels
+    assert fig.axes[1].get_title() == "after $g_{4}^{-1}$ (affine)"  # the last layer first
+    assert fig.axes[2].get_title() == "after $g_{3}^{-1}$ (affine)"
+    assert "generating direction" in fig.get_suptitle()
+    data = torch.randn(200, 2, generator=torch.Generator().manual_seed(1))
+    fig = pf.plot_layers(flow, data, direction="normalize", stages=[0, 1, -1])
+    assert fig.axes[1].get_title() == "after $g_{1}$ (affine)"
+    assert fig.axes[-1].get_title() == "z = f^-1(x)"
+    assert "normalizing direction" in fig.get_suptitle()
+    with pytest.raises(ValueError, match="direction must be"):
+        pf.plot_layers(flow, data, direction="backwards")
 
 
 def test_plots_accept_points_with_gradient_and_numpy_arrays():
