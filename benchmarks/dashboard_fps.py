@@ -24,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from flowedu.app.voila_server import CHROMIUM, CHROMIUM_ARGS, FRAMES_AND_MOVING_MS, WIDGET
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # voila_server.py
+from voila_server import CHROMIUM, CHROMIUM_ARGS, FRAMES_AND_MOVING_MS, WIDGET  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
@@ -88,8 +89,7 @@ def measure_fps(page, seconds: float) -> tuple[float, float]:
 
 def browser_numbers(n_points: int, seconds: float, loads: int) -> dict[str, float]:
     from playwright.sync_api import sync_playwright
-
-    from flowedu.app.voila_server import serve, wait_until_idle
+    from voila_server import serve, wait_until_idle
 
     out = {}
     with serve(NOTEBOOK, cwd=ROOT) as server:

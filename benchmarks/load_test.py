@@ -51,7 +51,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowedu.app.voila_server import CHROMIUM, CHROMIUM_ARGS, FRAMES_AND_MOVING_MS, WIDGET
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # voila_server.py
+from voila_server import CHROMIUM, CHROMIUM_ARGS, FRAMES_AND_MOVING_MS, WIDGET  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
@@ -392,8 +393,7 @@ async def warm_up(browser, url: str) -> list[str]:
 async def run_class(server, args) -> tuple[list[Session], dict]:
     from playwright.async_api import async_playwright
     from tornado.httpclient import AsyncHTTPClient
-
-    from flowedu.app.voila_server import wait_until_idle
+    from voila_server import wait_until_idle
 
     AsyncHTTPClient.configure(None, max_clients=10 * args.sessions + 10)
     http = AsyncHTTPClient()
@@ -640,7 +640,7 @@ def main() -> None:
     if not CHROMIUM.exists():
         sys.exit(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
 
-    from flowedu.app.voila_server import serve, wait_until_idle
+    from voila_server import serve, wait_until_idle
 
     def give_up(*_):
         raise TimeoutError(f"the load test ran past {args.timeout} s")

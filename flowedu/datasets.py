@@ -19,11 +19,15 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from .checks import check_points, check_positive_int
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that need it: sample_array, the names and the
+# entropies need numpy alone (the dashboard's kernel shows the shipped flows without torch).
 
 NAMES: tuple[str, ...] = (
     "checkerboard",
@@ -170,20 +174,31 @@ def _check_name(name: object) -> str:
     return name
 
 
-def sample(
-    name: str, n: int, seed: int | None = None, dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
+def sample(name: str, n: int, seed: int | None = None, dtype=None) -> torch.Tensor:
     """n i.i.d. points from the dataset `name`, as a tensor of shape (n, 2).
 
     The same `seed` gives the same points; seed=None gives fresh random points. Global
-    random state (numpy's or torch's) is neither used nor changed.
+    random state (numpy's or torch's) is neither used nor changed. dtype: a floating-point
+    torch dtype (default torch.float32).
     """
+    import torch
+
+    from .checks import check_positive_int
+
     _check_name(name)
     check_positive_int(n, "n")
+    dtype = torch.float32 if dtype is None else dtype
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating-point torch dtype, got {dtype!r}")
-    rng = np.random.default_rng(seed)
-    return torch.as_tensor(_SAMPLERS[name](rng, n), dtype=dtype)  # (n, 2)
+    return torch.as_tensor(sample_array(name, n, seed), dtype=dtype)  # (n, 2)
+
+
+def sample_array(name: str, n: int, seed: int | None = None) -> np.ndarray:
+    """The same points as sample(name, n, seed), as a float64 numpy array, without torch."""
+    _check_name(name)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    return _SAMPLERS[name](np.random.default_rng(seed), int(n))  # (n, 2)
 
 
 def entropy(name: str) -> float:
@@ -208,6 +223,8 @@ def has_log_density(name: str) -> bool:
 
 def _checkerboard_log_density(x: torch.Tensor) -> torch.Tensor:
     """log(1/32) on the 8 squares of side 2 (total area 32), -inf elsewhere."""
+    import torch
+
     u = x / 2  # the unscaled board: unit squares [i, i+1] x [j, j+1] with i + j even
     corners = torch.tensor(
         [(i, j) for i in range(-2, 2) for j in range(-2, 2) if (i + j) % 2 == 0], dtype=x.dtype
@@ -219,6 +236,8 @@ def _checkerboard_log_density(x: torch.Tensor) -> torch.Tensor:
 
 def _8gaussians_log_density(x: torch.Tensor) -> torch.Tensor:
     """log (1/8) sum_k N(x; 4 u_k / 1.414, (0.5 / 1.414)^2 I)."""
+    import torch
+
     angle = 2 * math.pi * torch.arange(8, dtype=x.dtype) / 8
     centres = 4 * torch.stack([angle.cos(), angle.sin()], dim=1) / 1.414  # (8, 2)
     var = (0.5 / 1.414) ** 2
@@ -237,6 +256,8 @@ def _ring_log_density(x: torch.Tensor, radii: list[float], sd: float) -> torch.T
     (I0 the modified Bessel function). I0(u) grows like e^u, so we use the scaled
     i0e(u) = e^-u I0(u):  log p_r(x) = -(rho - r)^2 / (2 sd^2) + log i0e(u) - log(2 pi sd^2).
     """
+    import torch
+
     rho = x.norm(dim=1, keepdim=True)  # (n, 1)
     r = torch.tensor(radii, dtype=x.dtype)  # (k,)
     u = rho * r / sd**2
@@ -280,6 +301,8 @@ def _pinwheel_log_density(x: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
     Elsewhere this is exact to rounding. Beyond |x| = 40, p < e^-2000 (zero in float64),
     and we return -inf.
     """
+    import torch
+
     out = torch.full((x.shape[0],), -math.inf, dtype=x.dtype)
     rows = (x.norm(dim=1) <= 40).nonzero().flatten()
     for start in range(0, len(rows), chunk):  # chunks bound the (points, grid) memory
@@ -289,6 +312,8 @@ def _pinwheel_log_density(x: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
 
 
 def _pinwheel_log_density_near(x: torch.Tensor, grid: int = 128) -> torch.Tensor:
+    import torch
+
     rho = x.norm(dim=1) / 2  # (n,)
     theta = torch.atan2(x[:, 1], x[:, 0])  # (n,)
 
@@ -356,6 +381,8 @@ def log_density(name: str, x: torch.Tensor) -> torch.Tensor:
     Known for checkerboard, 8gaussians, circles, rings and pinwheel; moons, swissroll and
     2spirals have no closed form (their density is an integral along a curve).
     """
+    from .checks import check_points
+
     _check_name(name)
     if name not in _LOG_DENSITIES:
         raise NotImplementedError(
@@ -371,6 +398,8 @@ def monte_carlo_entropy(name: str, n: int = 200_000, seed: int = 0) -> tuple[flo
 
     Returns (estimate, standard error), the error being std(log p(x_i)) / sqrt(n).
     """
+    import torch
+
     x = sample(name, n, seed=seed, dtype=torch.float64)
     log_p = log_density(name, x)  # (n,)
     return -log_p.mean().item(), log_p.std().item() / math.sqrt(n)

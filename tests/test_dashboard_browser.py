@@ -11,8 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from flowedu.app.voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET
+from voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
@@ -75,8 +74,7 @@ def pretrained_dir(tmp_path_factory):
 def app(pretrained_dir):
     """The dashboard page, opened once, with every page error and console error recorded."""
     from playwright.sync_api import sync_playwright
-
-    from flowedu.app.voila_server import serve
+    from voila_server import serve
 
     env = {"FLOWEDU_PRETRAINED_DIR": str(pretrained_dir)}
     with serve(NOTEBOOK, env=env, cwd=ROOT) as server, sync_playwright() as pw:

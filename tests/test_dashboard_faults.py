@@ -21,8 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
-from flowedu.app.voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET
+from voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
@@ -37,7 +36,7 @@ needs_chromium = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def server():
-    from flowedu.app.voila_server import serve
+    from voila_server import serve
 
     with serve(NOTEBOOK, cwd=ROOT) as server:
         yield server

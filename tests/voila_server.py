@@ -1,10 +1,13 @@
-"""Start and stop a Voila server for the dashboard's browser tests and benchmark.
+"""Start and stop the dashboard's server for the browser tests and the benchmarks.
 
     with serve("notebooks/dashboard.ipynb") as server:
         ...  # open server.url in a browser
 
-The server listens on 127.0.0.1 only, on a free port, and is always stopped at the end of
-the block together with every kernel it started. Linux only (it reads /proc).
+Test and benchmark tooling (it drives chromium and reads /proc), kept beside the tests and
+out of the package. The server is the one a class gets: python -m flowedu.app.serve (Voila
+with XSRF checks on, checked websocket frames, a kernel cap). It listens on 127.0.0.1 only,
+on a free port, and is always stopped at the end of the block together with every kernel
+it started. Linux only.
 """
 
 from __future__ import annotations
@@ -143,7 +146,7 @@ def serve(
     port = port or free_port()
     log = Path(tempfile.mkstemp(prefix="voila-", suffix=".log")[1])
     cmd = [
-        sys.executable, "-m", "voila", str(notebook),
+        sys.executable, "-m", "flowedu.app.serve", str(notebook),
         "--no-browser", "--Voila.ip=127.0.0.1", f"--port={port}", "--Voila.port_retries=0",
         f"--preheat_kernel={preheat}", "--strip_sources=True", *args,
     ]  # fmt: skip

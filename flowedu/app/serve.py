@@ -1,0 +1,303 @@
+"""Serve the dashboard to a class: Voila with XSRF checks on, hardened kernel websockets, a
+cap on kernels and a pre-heated pool that refills only when nobody is arriving.
+
+    python -m flowedu.app.serve notebooks/dashboard.ipynb [--port=8866] [any Voila option]
+
+scripts/serve_dashboard.sh (and `make dashboard`) run this. What it adds to plain Voila:
+
+- The page sets the `_xsrf` cookie. Voila's page sends its kernel's shutdown request (the
+  unload beacon) with that cookie's value; without it the request was refused, and the
+  kernel of a closed or reloaded tab lived on until culled. With it, XSRF checks stay on
+  (nothing here sets `disable_check_xsrf`, which also turns off the Origin check of every
+  state-changing request).
+- Each kernel websocket frame is checked before jupyter_server parses it. A v1 frame
+  announces how many offsets follow in its first 8 bytes, and jupyter_server loops over
+  that count before checking anything, so a 16-byte frame announcing 2^62 offsets kept
+  the server at 100% CPU. A frame whose header does not describe the frame exactly, a
+  binary frame on the legacy protocol (which the browser never sends), or any frame the
+  parser rejects closes that one socket; every other visitor is served on.
+- A cap on kernels (FLOWEDU_MAX_KERNELS, default from the machine's memory): beyond it a
+  visitor gets a short "the class is full, try again in a minute" page (HTTP 503) instead
+  of a server that runs out of memory.
+- The pre-heated pool (--pool_size, CLASS_SIZE in the script): kernels are started one or
+  two at a time, and a kernel taken by a visitor is replaced only once no visitor has
+  arrived for a few seconds, so the refill never competes with the arrivals for CPU.
+
+A class password is Voila's own token (--token=...; the script reads CLASS_TOKEN): visitors
+open http://HOST:PORT/?token=... once and a cookie keeps them in. Binding beyond 127.0.0.1
+without one is refused; docs/classroom.md shows a reverse proxy in front.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import struct
+import sys
+import time
+
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
+from tornado.ioloop import PeriodicCallback
+
+V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
+# A v1 frame: offsets for the channel, header, parent header, metadata, content, any
+# buffers, and the end. A widget message carries a handful of buffers; 1,000 is generous.
+MAX_V1_OFFSETS = 1_000
+MIB = 1024 * 1024
+# Memory a visitor's kernel may need: about 60-90 MiB showing flows (NumPy only), about
+# 250 MiB once Train has imported torch. The default cap keeps every kernel training
+# within three quarters of the machine's memory.
+KERNEL_BUDGET_MIB = 250
+QUIET_SECONDS = 3.0  # refill the pool only after this long without a new visitor
+MAX_PARALLEL_STARTS = 2  # kernels started at once while filling the pool
+
+FULL_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="60">
+<title>The class is full</title>
+<style>body{{font:18px/1.5 system-ui,sans-serif;max-width:36em;margin:4em auto;color:#222}}
+</style></head><body>
+<h1>The class is full</h1>
+<p>All {cap} places of this dashboard server are taken right now. Try again in a minute:
+this page reloads itself every minute, and a place frees up as soon as somebody closes
+their tab.</p>
+<p class="flowedu-full" data-cap="{cap}">(The teacher can raise the limit with
+FLOWEDU_MAX_KERNELS.)</p>
+</body></html>
+"""
+
+
+def default_max_kernels() -> int:
+    """Kernels that fit in three quarters of this machine's memory, each training (>= 2)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 30
+    return max(2, int(0.75 * total / (KERNEL_BUDGET_MIB * MIB)))
+
+
+def max_kernels() -> int:
+    """The cap: $FLOWEDU_MAX_KERNELS if set (a positive integer), else default_max_kernels()."""
+    raw = os.environ.get("FLOWEDU_MAX_KERNELS", "").strip()
+    if not raw:
+        return default_max_kernels()
+    if not raw.isdigit() or int(raw) < 1:
+        raise SystemExit(f"FLOWEDU_MAX_KERNELS must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+# ------------------------------------------------------------------------- websocket frames
+
+
+def frame_problem(message: bytes | str, subprotocol: str | None) -> str | None:
+    """Why a kernel-websocket frame from a browser must be refused, or None if it is sound.
+
+    v1 protocol (what browsers speak): 8 bytes n, then n offsets of 8 bytes each
+    (little-endian), then the channel name and the message parts; the offsets must start
+    right after themselves, never decrease, and end exactly at the end of the frame.
+    Legacy protocol: JSON text only (its binary form has the same kind of count).
+    """
+    if subprotocol == V1_PROTOCOL:
+        if not isinstance(message, bytes):
+            return "a text frame on the binary v1 protocol"
+        if len(message) < 8:
+            return f"a truncated v1 frame ({len(message)} bytes)"
+        n = int.from_bytes(message[:8], "little")
+        if not 6 <= n <= MAX_V1_OFFSETS:  # channel, 4 parts, end: at least 6 offsets
+            return f"a v1 frame announcing {n} offsets (allowed: 6 to {MAX_V1_OFFSETS})"
+        start = 8 * (n + 1)
+        if len(message) < start:
+            return f"a truncated v1 frame ({len(message)} bytes, its offsets need {start})"
+        offsets = struct.unpack(f"<{n}Q", message[8:start])
+        if offsets[0] != start or offsets[-1] != len(message):
+            return "a v1 frame whose offsets do not span it"
+        if any(b < a for a, b in zip(offsets, offsets[1:], strict=False)):
+            return "a v1 frame whose offsets go backwards"
+        try:
+            message[offsets[0] : offsets[1]].decode("ascii")
+        except UnicodeDecodeError:
+            return "a v1 frame whose channel name is not text"
+        return None
+    if isinstance(message, bytes):
+        return "a binary frame on the legacy protocol"
+    return None
+
+
+class SafeKernelConnection(ZMQChannelsWebsocketConnection):
+    """jupyter_server's kernel websocket connection, closing the socket of a bad frame."""
+
+    def handle_incoming_message(self, incoming_msg) -> None:
+        problem = frame_problem(incoming_msg, self.subprotocol)
+        if problem is None:
+            try:
+                return super().handle_incoming_message(incoming_msg)
+            except Exception as err:  # a frame that parses but is not a kernel message
+                problem = f"a malformed message ({type(err).__name__}: {str(err)[:80]})"
+        self.log.warning("Closing a kernel websocket of %s: %s", self.kernel_id, problem)
+        self.websocket_handler.close(1007, "malformed kernel message")
+
+
+# ------------------------------------------------------------------------- the page
+
+
+def _page_handler(base):
+    """The dashboard page's handler: the class-full page beyond the cap; the _xsrf cookie."""
+
+    class ClassPageHandler(base):
+        async def get(self, path=None):
+            manager = self.kernel_manager
+            if hasattr(manager, "note_arrival"):
+                manager.note_arrival()
+            cap = getattr(manager, "max_kernels", None)
+            if cap is not None and not manager.has_room():
+                self.set_status(503)
+                self.set_header("Retry-After", "60")
+                self.set_header("Cache-Control", "no-store")
+                self.set_header("Content-Type", "text/html; charset=utf-8")
+                self.log.warning("Class full: %d kernels running, cap %d", manager.count(), cap)
+                return self.finish(FULL_PAGE.format(cap=html.escape(str(cap))))
+            self.xsrf_token  # noqa: B018  (reading it sets the _xsrf cookie if missing)
+            return await super().get(path)
+
+    ClassPageHandler.__name__ = ClassPageHandler.__qualname__ = "ClassPageHandler"
+    return ClassPageHandler
+
+
+# ------------------------------------------------------------------------- kernels
+
+
+def _class_kernel_manager(cls, cap: int):
+    """Voila's kernel manager class, with the cap and a pool refilled when it is quiet."""
+
+    class ClassKernelManager(cls):
+        max_kernels = cap
+
+        def __init__(self, **kwargs):
+            self._wanted: dict[str, dict] = {}  # notebook -> fill_if_needed's arguments
+            self._last_arrival = 0.0
+            self._refiller = None
+            super().__init__(**kwargs)
+
+        # Voila calls this at start-up (delay 0) and after each visitor takes a kernel;
+        # here it only records what to keep filled, and _refill does the work.
+        def fill_if_needed(self, delay=None, notebook_name=None, **kwargs):
+            self._wanted[notebook_name] = kwargs
+            self._pools.setdefault(notebook_name, [])
+            if self._refiller is None:
+                self._refiller = PeriodicCallback(self._refill, 500)
+                self._refiller.start()
+
+        def target_size(self, notebook_name) -> int:
+            config = self.kernel_pools_config
+            default = config.get("default", {})
+            return int(config.get(notebook_name, default).get("pool_size", 1))
+
+        def starting(self) -> int:
+            return sum(not task.done() for pool in self._pools.values() for task in pool)
+
+        def count(self) -> int:
+            """Kernels running or starting (pooled ones included)."""
+            return len(self.list_kernel_ids()) + self.starting()
+
+        def has_room(self) -> bool:
+            """Whether a new visitor can get a kernel: a ready pooled one, or room for one."""
+            pooled = sum(len(pool) for pool in self._pools.values())  # ready or starting
+            return pooled > 0 or self.count() < self.max_kernels
+
+        def note_arrival(self) -> None:
+            self._last_arrival = time.monotonic()
+
+        async def start_kernel(self, *args, **kwargs):
+            if len(self.list_kernel_ids()) >= self.max_kernels:
+                raise RuntimeError(f"the class is full ({self.max_kernels} kernels)")
+            return await super().start_kernel(*args, **kwargs)
+
+        def _refill(self) -> None:
+            if time.monotonic() - self._last_arrival < QUIET_SECONDS:
+                return  # visitors are arriving: they get the CPU
+            for name, kwargs in self._wanted.items():
+                pool = self._pools.setdefault(name, [])
+                room = self.max_kernels - self.count()
+                parallel = MAX_PARALLEL_STARTS - self.starting()
+                if len(pool) >= self.target_size(name) or room < 1 or parallel < 1:
+                    continue
+                config = dict(self.kernel_pools_config)
+                saved = config.get(name)
+                entry = dict(saved or config.get("default", {}))
+                entry["pool_size"] = len(pool) + 1  # one more kernel, no more
+                self.kernel_pools_config = {**config, name: entry}
+                try:
+                    cls.fill_if_needed(self, delay=0, notebook_name=name, **kwargs)
+                finally:
+                    if saved is None:
+                        config.pop(name, None)
+                    self.kernel_pools_config = config
+
+    ClassKernelManager.__name__ = ClassKernelManager.__qualname__ = "ClassKernelManager"
+    return ClassKernelManager
+
+
+def _voila_class():
+    import voila.app as voila_app
+
+    class ClassVoila(voila_app.Voila):
+        """Voila with the class's safety and capacity settings (see the module's docs)."""
+
+        def init_settings(self):
+            cap = max_kernels()
+            original = voila_app.voila_kernel_manager_factory
+
+            def factory(base, preheat, pool_size, **kwargs):
+                cls = original(base, preheat, pool_size, **kwargs)
+                return _class_kernel_manager(cls, cap) if preheat else cls
+
+            voila_app.voila_kernel_manager_factory = factory
+            try:
+                settings = super().init_settings()
+            finally:
+                voila_app.voila_kernel_manager_factory = original
+            if not hasattr(self.kernel_manager, "max_kernels"):
+                self.kernel_manager.max_kernels = cap  # no pool: the cap still holds
+                manager = self.kernel_manager
+                manager.count = lambda: len(manager.list_kernel_ids())
+                manager.has_room = lambda: manager.count() < cap
+            settings["kernel_websocket_connection_class"] = SafeKernelConnection
+            self.log.info("At most %d kernels (FLOWEDU_MAX_KERNELS)", cap)
+            return settings
+
+        def init_handlers(self):
+            handlers = super().init_handlers()
+            out = []
+            for spec in handlers:
+                if len(spec) >= 2 and spec[1] is voila_app.TornadoVoilaHandler:
+                    spec = (spec[0], _page_handler(spec[1]), *spec[2:])
+                out.append(spec)
+            return out
+
+        def start(self):
+            local = self.ip in ("127.0.0.1", "localhost", "::1")
+            has_token = bool(self.token) or bool(self.auto_token)
+            if not local and not has_token and os.environ.get("FLOWEDU_OPEN") != "1":
+                raise SystemExit(
+                    f"refusing to serve on {self.ip} without a class password: anybody who "
+                    "can reach this machine would get a kernel. Set one with --token=SECRET "
+                    "(CLASS_TOKEN=SECRET for scripts/serve_dashboard.sh), or serve on "
+                    "127.0.0.1 behind a reverse proxy (docs/classroom.md), or set "
+                    "FLOWEDU_OPEN=1 if the network is private to the class"
+                )
+            if self.tornado_settings.get("disable_check_xsrf"):
+                raise SystemExit(
+                    "disable_check_xsrf is set (voila.json or the command line): it turns off "
+                    "the XSRF and Origin checks of every request. Remove it; the dashboard's "
+                    "page carries a valid XSRF token"
+                )
+            return super().start()
+
+    return ClassVoila
+
+
+def main(argv: list[str] | None = None) -> None:
+    _voila_class().launch_instance(argv if argv is not None else sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()
