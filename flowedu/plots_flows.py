@@ -200,27 +200,44 @@ def plot_density_snapshots_1d(
 def plot_jacobians(
     matrices: Mapping[str, ArrayLike], split: int | None = None, decimals: int = 2
 ) -> Figure:
-    """Heatmaps of square matrices (e.g. dz/dx), each entry written in its cell; entries that
-    are exactly 0 are shown white and marked 0. `split` draws the block lines after that
-    row and column (the x_a | x_b split of a coupling). Rows are outputs, columns inputs."""
-    fig, axes = _subplots(len(matrices), panel=4.2)
-    for ax, (title, m) in zip(axes, matrices.items(), strict=True):
-        m = _np(m)
+    """Heatmaps of square matrices (e.g. dz/dx), each entry written in its cell. Entries that
+    are exactly 0 are hatched and marked 0, so the zero pattern (what ignores what) shows at
+    a glance. The shade is |entry| on a logarithmic scale shared by all panels, so that one
+    large entry does not wash out the rest; the sign is written in the cell. `split` draws
+    the block lines after that row and column (the x_a | x_b split of a coupling). Rows are
+    outputs, columns inputs."""
+    mats = {title: _np(m) for title, m in matrices.items()}
+    nonzero = np.concatenate([np.abs(m[m != 0]) for m in mats.values()] + [np.array([1.0])])
+    vmax = max(nonzero.max(), 1e-12)
+    # The smallest entry gets a visible tint (white is for exact zeros, which are hatched).
+    vmin = min(max(nonzero.min() / 3, vmax * 1e-3), vmax / 10)
+    norm = mpl.colors.LogNorm(vmin=vmin, vmax=vmax, clip=True)
+    cmap = mpl.colormaps["Purples"]
+    fig, axes = _subplots(len(mats), panel=4.2, layout="constrained")
+    text_size = FIGURE_RC["font.size"] - 1
+    for ax, (title, m) in zip(axes, mats.items(), strict=True):
         d = m.shape[0]
-        vmax = max(np.abs(m).max(), 1e-12)
-        # Shade by |entry| (the sign is written in the cell): exact zeros stay white.
-        ax.imshow(np.abs(m), cmap="Purples", vmin=0, vmax=vmax)
+        zero = m == 0
+        shade = np.ma.masked_where(zero, np.abs(m))  # masked cells stay white
+        image = ax.imshow(shade, cmap=cmap, norm=norm)
+        for i, j in zip(*np.nonzero(zero), strict=True):
+            ax.add_patch(
+                mpl.patches.Rectangle(
+                    (j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#bbbbbb", lw=0
+                )
+            )
         for i in range(d):
             for j in range(d):
-                text = "0" if m[i, j] == 0 else f"{m[i, j]:.{decimals}f}"
-                strong = abs(m[i, j]) > 0.6 * vmax
+                text = "0" if zero[i, j] else f"{m[i, j]:.{decimals}f}"
+                strong = not zero[i, j] and norm(abs(m[i, j])) > 0.6
                 ax.text(
                     j,
                     i,
                     text,
                     ha="center",
                     va="center",
-                    fontsize=11,
+                    fontsize=text_size,
+                    fontweight="bold" if zero[i, j] else "normal",
                     color="white" if strong else "black",
                 )
         if split is not None:
@@ -228,8 +245,8 @@ def plot_jacobians(
             ax.axvline(split - 0.5, color="black", lw=2)
         ax.set_xticks(range(d), [f"x{j + 1}" for j in range(d)])
         ax.set_yticks(range(d), [f"z{i + 1}" for i in range(d)])
-        ax.set_title(title)
-    fig.tight_layout()
+        ax.set_title(f"{title}: {int(zero.sum())} exact zeros")
+    fig.colorbar(image, ax=axes, shrink=0.85, label="|entry| (log scale); hatched: exactly 0")
     return fig
 
 
@@ -290,6 +307,15 @@ def cell_area_ratios(
     return poly.numpy(), torch.log(area.abs() / (hx * hy)).numpy()
 
 
+def _white_centred(cmap_name: str) -> mpl.colors.Colormap:
+    """The diverging colour map `cmap_name` with its middle made pure white: "no change"
+    then renders white, not the light grey in the middle of e.g. coolwarm."""
+    base = mpl.colormaps[cmap_name]
+    colours = [base(0.0), base(0.25), (1.0, 1.0, 1.0, 1.0), base(0.75), base(1.0)]
+    # An odd number of levels puts one level exactly at the middle, and makes it white.
+    return mpl.colors.LinearSegmentedColormap.from_list(f"{cmap_name}_white", colours, N=257)
+
+
 def plot_area_change(
     maps: Mapping[str, MapFn],
     xlim: tuple[float, float] = (-2.0, 2.0),
@@ -299,25 +325,49 @@ def plot_area_change(
 ) -> Figure:
     """For each map, the image of a grid of square cells, each cell coloured by
     log(area after / area before): red where the map expands area, blue where it contracts,
-    white where it preserves it. The first panel is the grid before any map."""
+    white where it preserves it (the colour scale is symmetric about 0, which is white).
+    The first panel is the grid before any map. All panels share their axes and ticks, so
+    the sizes of cells can be compared across panels; each title gives the range of the
+    log-ratio in that panel."""
     results = {name: cell_area_ratios(fn, xlim, ylim, n) for name, fn in maps.items()}
     before, _ = cell_area_ratios(lambda p: p, xlim, ylim, n)
     vmax = vmax or max(max(np.abs(r).max() for _, r in results.values()), 0.05)
     norm = TwoSlopeNorm(0.0, -vmax, vmax)
-    fig, axes = _subplots(len(maps) + 1, ncols=len(maps) + 1, panel=4.0, layout="constrained")
+    cmap = _white_centred(EXPAND_CMAP)
+    fig, axes = _subplots(
+        len(maps) + 1,
+        ncols=len(maps) + 1,
+        panel=4.0,
+        layout="constrained",
+        sharex=True,
+        sharey=True,
+    )
     panels = {"before: square cells": (before, np.zeros(len(before))), **results}
+    every = np.concatenate([poly.reshape(-1, 2) for poly, _ in panels.values()])
+    limits = robust_limits(every, pad=0.05, q=0.0)
+
+    def signed(v: float) -> str:
+        text = f"{v:+.2f}"
+        return "0.00" if text in ("+0.00", "-0.00") else text
+
     for ax, (title, (poly, log_ratio)) in zip(axes, panels.items(), strict=True):
         coll = PolyCollection(
             poly,
             array=log_ratio,
-            cmap=EXPAND_CMAP,
+            cmap=cmap,
             norm=norm,
             edgecolors=GRID_COLOR,
             linewidths=0.6,
         )
         ax.add_collection(coll)
-        ax.set_title(title)
-        _square(ax, robust_limits(poly.reshape(-1, 2), pad=0.05, q=0.0))
+        low, high = signed(float(log_ratio.min())), signed(float(log_ratio.max()))
+        span = f"log ratio {low}" if low == high else f"log ratio {low} to {high}"
+        ax.set_title(f"{title}\n{span}")
+        ax.set_xlim(*limits[0])
+        ax.set_ylim(*limits[1])
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.25)
+        ax.tick_params(labelleft=True, labelbottom=True)
     fig.colorbar(coll, ax=axes, shrink=0.8, label="log(area after / before)")
     return fig
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from flowedu.exercises import EXERCISES, check
+from flowedu.exercises import EXERCISES, answer_or_solution, check
 from flowedu.exercises.verdicts import NONE_MESSAGE
 from flowedu.flow import standard_normal_log_prob
 
@@ -157,11 +157,21 @@ MISTAKES = [
 ]
 
 
-def test_every_exercise_has_a_reference_here():
-    assert set(REFERENCES) <= set(EXERCISES)
-    assert set(EXERCISES) - set(REFERENCES) <= {"04.coupling_layer"} | {
-        name for name in EXERCISES if name[:2] not in {"01", "02", "03", "04", "05"}
-    }
+def test_every_exercise_of_01_to_05_is_tested_here():
+    of_01_to_05 = {name for name in EXERCISES if name[:2] in {"01", "02", "03", "04", "05"}}
+    assert of_01_to_05 == set(REFERENCES) | {"04.coupling_layer"}
+
+
+def test_answer_or_solution_runs_the_students_answer_once_it_passes():
+    def solution(z):
+        return torch.cosh(z)
+
+    def right(z):
+        return 0.5 * (torch.exp(z) + torch.exp(-z))
+
+    assert answer_or_solution("01.sinh_derivative", right, solution) is right
+    assert answer_or_solution("01.sinh_derivative", lambda z: None, solution) is solution
+    assert answer_or_solution("01.sinh_derivative", torch.sinh, solution) is solution
 
 
 @pytest.mark.parametrize("exercise", sorted(REFERENCES))
@@ -234,3 +244,126 @@ def test_html_verdict_escapes():
     result = check("01.sinh_derivative", lambda z: None)
     html = result._repr_html_()
     assert "Not yet" in html and "write your answer" in html
+
+
+# ----- 04.coupling_layer: a whole layer class ----------------------------------------------
+
+
+def make_layer_class(mistake: str | None = None):
+    """A coupling layer class as a student would write it; `mistake` plants one usual error."""
+
+    class Layer(torch.nn.Module):
+        def __init__(self, mask, flip=False):
+            super().__init__()
+            mask = torch.as_tensor(mask, dtype=torch.bool)
+            if mistake == "ignores flip":
+                flip = False
+            self.register_buffer("mask", ~mask if flip else mask)
+            n_a, n_b = int(self.mask.sum()), int((~self.mask).sum())
+            self.net = torch.nn.Sequential(
+                torch.nn.Linear(n_a, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2 * n_b)
+            )
+
+        def _split(self, h):
+            if mistake == "fixed halves":
+                return h[:, :2], h[:, 2:]
+            return h[:, self.mask], h[:, ~self.mask]
+
+        def _merge(self, h_a, h_b):
+            out = torch.empty(h_a.shape[0], self.mask.numel(), dtype=h_a.dtype)
+            if mistake == "fixed halves":
+                return torch.cat([h_a, h_b], dim=1)
+            out[:, self.mask] = h_a
+            out[:, ~self.mask] = h_b
+            return out
+
+        def _s_t(self, h_a):
+            s, t = self.net(h_a).chunk(2, dim=1)
+            return torch.tanh(s), t
+
+        def forward(self, x):
+            x_a, x_b = self._split(x)
+            s, t = self._s_t(x_a)
+            z_b = x_b * torch.exp(s) + t
+            if mistake == "identity":
+                z_b = x_b
+            if mistake == "s sees x_b":
+                z_b = x_b * torch.exp(s + 0.1 * x_b) + t
+            log_det = {
+                "log-det sign": -s.sum(1),
+                "det not log": s.sum(1).exp(),
+                "no log-det": torch.zeros(x.shape[0], dtype=x.dtype),
+                "log-det over batch": s.sum(1).mean().expand(x.shape[0]),
+                "log-det shape": s.sum(),
+            }.get(mistake, s.sum(1))
+            if mistake == "transforms x_a":
+                x_a = x_a + 1.0
+            return self._merge(x_a, z_b), log_det
+
+        def inverse(self, z):
+            z_a, z_b = self._split(z)
+            s, t = self._s_t(z_b if mistake == "inverse from z_b" else z_a)
+            x_b = {
+                "inverse exp(+s)": (z_b - t) * torch.exp(s),
+                "inverse order": z_b * torch.exp(-s) - t,
+            }.get(mistake, (z_b - t) * torch.exp(-s))
+            log_det = s.sum(1) if mistake == "inverse log-det sign" else -s.sum(1)
+            if mistake == "inverse changes x_a":
+                z_a = z_a * 2
+            return self._merge(z_a, x_b), log_det
+
+    return Layer
+
+
+LAYER_MISTAKES = {
+    "ignores flip": "with flip=True the halves swap roles",
+    "fixed halves": "not fixed slices",
+    "identity": "leaves x unchanged",
+    "s sees x_b": "s and t computed from x_a alone",
+    "log-det sign": "the sign is flipped",
+    "det not log": "not exp(sum(s))",
+    "no log-det": "log_det is missing",
+    "log-det over batch": "the same for every point",
+    "log-det shape": "one number per point",
+    "transforms x_a": "z_a must equal x_a exactly",
+    "inverse from z_b": "not from z_b",
+    "inverse exp(+s)": "you multiplied by exp(+s)",
+    "inverse order": "subtract t first",
+    "inverse log-det sign": "you returned +sum(s)",
+    "inverse changes x_a": "changed the copied part",
+}
+
+
+def test_coupling_layer_reference_passes():
+    result = check("04.coupling_layer", make_layer_class())
+    assert result.passed, result.message
+
+
+def test_coupling_layer_none():
+    assert check("04.coupling_layer", None).message == NONE_MESSAGE
+
+
+@pytest.mark.parametrize("mistake", sorted(LAYER_MISTAKES))
+def test_coupling_layer_mistake_is_named(mistake):
+    result = check("04.coupling_layer", make_layer_class(mistake))
+    assert not result.passed
+    assert LAYER_MISTAKES[mistake] in result.message, result.message
+
+
+def test_coupling_layer_accepts_flowedus_own_layer():
+    from flowedu.couplings import AffineCoupling
+
+    def flowedu_layer(mask, flip=False):
+        return AffineCoupling(~mask if flip else mask, hidden=(16,))
+
+    result = check("04.coupling_layer", flowedu_layer)
+    assert result.passed, result.message
+
+
+def test_coupling_layer_a_class_that_cannot_be_built():
+    class Broken:
+        def __init__(self, mask):  # no flip argument
+            pass
+
+    result = check("04.coupling_layer", Broken)
+    assert not result.passed and "building your layer" in result.message

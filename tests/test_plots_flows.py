@@ -105,10 +105,28 @@ def test_density_snapshots_have_one_panel_per_snapshot_with_truth_and_model():
 def test_jacobians_show_each_matrix_and_write_every_entry():
     J = torch.tensor([[1.0, 0.0], [0.25, 2.0]])
     fig = pf.plot_jacobians({"one": J, "two": 2 * J}, split=1)
-    assert len(fig.axes) == 2
-    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), J.abs().numpy())
-    texts = [t.get_text() for t in fig.axes[0].texts]
+    panels = [ax for ax in fig.axes if ax.texts]
+    assert len(panels) == 2 and len(fig.axes) == 3  # two matrices and one shared colour bar
+    shade = panels[0].images[0].get_array()
+    np.testing.assert_allclose(shade.data[~shade.mask], [1.0, 0.25, 2.0])
+    assert shade.mask.tolist() == [[False, True], [False, False]]  # the zero is not shaded
+    texts = [t.get_text() for t in panels[0].texts]
     assert texts == ["1.00", "0", "0.25", "2.00"]  # exact zeros are written as 0
+    hatched = [p for p in panels[0].patches if p.get_hatch()]
+    assert [p.get_xy() for p in hatched] == [(0.5, -0.5)]  # row 0, column 1
+    assert panels[0].get_title() == "one: 1 exact zeros"
+
+
+def test_jacobians_share_one_log_scale_so_a_large_entry_does_not_wash_out_the_rest():
+    small, large = torch.tensor([[0.1, 0.0], [0.0, 0.2]]), torch.tensor([[50.0, 1.0], [0.0, 1.0]])
+    fig = pf.plot_jacobians({"small": small, "large": large})
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    norms = {id(image.norm) for image in images}
+    assert len(norms) == 1  # one scale for all panels
+    norm = images[0].norm
+    assert isinstance(norm, matplotlib.colors.LogNorm)
+    # On a linear scale 0.1 would be 0.2 % of 50; on the log scale it is clearly shaded.
+    assert norm(0.1) > 0.05 and norm(50.0) == pytest.approx(1.0)
 
 
 def test_masks_mark_copied_and_transformed_coordinates():
@@ -153,6 +171,28 @@ def test_area_change_has_a_before_panel_and_one_panel_per_map():
     ]
     assert len(panels) == 2
     np.testing.assert_allclose(panels[1].collections[0].get_array(), math.log(4.0), atol=1e-12)
+
+
+def test_area_change_shares_axes_and_renders_no_change_white():
+    torch.manual_seed(0)
+    layer = AdditiveCoupling(half_mask(2), hidden=(8,)).double()
+    nn.init.normal_(layer.net[-1].weight, std=0.5)
+    fig = pf.plot_area_change({"additive": layer, "double": lambda p: 2 * p}, n=4)
+    panels = [ax for ax in fig.axes if ax.collections and ax.get_title()]
+    assert len(panels) == 3
+    assert len({ax.get_xlim() for ax in panels}) == 1 and len({ax.get_ylim() for ax in panels}) == 1
+    for ax in panels:
+        assert ax.get_xticks().size > 0 and ax.get_yticks().size > 0  # ticks on every panel
+    before, additive, doubled = (ax.collections[0] for ax in panels)
+    white = np.array([1.0, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(before.to_rgba(before.get_array()), np.tile(white, (16, 1)))
+    np.testing.assert_allclose(
+        additive.to_rgba(additive.get_array()), np.tile(white, (16, 1)), atol=1e-6
+    )
+    red, _, blue, _ = doubled.to_rgba(doubled.get_array())[0]
+    assert red > 0.5 > blue  # doubling lengths expands area: red
+    assert panels[1].get_title().endswith("log ratio 0.00")
+    assert doubled.norm(0.0) == 0.5  # the scale is centred at 0
 
 
 # ----- flows in 2D -----------------------------------------------------------------------

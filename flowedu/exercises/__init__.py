@@ -29,4 +29,13 @@ def check(exercise: str, answer: Callable) -> Result:
     return EXERCISES[exercise][0](answer)
 
 
-__all__ = ["EXERCISES", "Result", "check"]
+def answer_or_solution(exercise: str, answer: Callable, solution: Callable) -> Callable:
+    """The student's answer once it passes `exercise`'s checker, else the solution.
+
+    Cells after an exercise call this, so that they run the student's own code as soon as it
+    is right, and the notebook still runs from top to bottom before it is.
+    """
+    return answer if check(exercise, answer).passed else solution
+
+
+__all__ = ["EXERCISES", "Result", "answer_or_solution", "check"]

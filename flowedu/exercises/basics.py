@@ -162,6 +162,196 @@ def _coupling_log_det(fn):
     return verdict("04.coupling_log_det", got, s.sum(1), mistakes, "on 64 random 4D points")
 
 
+def _call_layer(method, h: torch.Tensor, what: str) -> tuple[object, str | None]:
+    """method(h) -> (out, log_det), checked for shape; (None, message) when it is not."""
+    got, err = run(method, h)
+    if err:
+        return None, f"{what} {err[len('your function ') :]}"
+    if got is None:
+        return None, (
+            f"you returned None from {what}: write your answer in the cell above; it returns "
+            "the pair (output, log_det)"
+        )
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        return None, f"{what} must return a pair (output, log_det), got {type(got).__name__}"
+    out, log_det = (torch.as_tensor(v) if not isinstance(v, torch.Tensor) else v for v in got)
+    if out.shape != h.shape:
+        return (
+            None,
+            f"{what}: the output must have the input's shape {tuple(h.shape)}, got "
+            f"{tuple(out.shape)}",
+        )
+    if log_det.shape != (h.shape[0],):
+        hint = " (sum s over the transformed coordinates of each point: s.sum(dim=1))"
+        return None, (
+            f"{what}: log_det must have shape ({h.shape[0]},), one number per point, got "
+            f"{tuple(log_det.shape)}" + (hint if log_det.numel() in (1, h.shape[1] // 2) else "")
+        )
+    return (out.detach().to(h.dtype), log_det.detach().to(h.dtype)), None
+
+
+def _probe_s_t(forward, h_a, copied, dtype):
+    """s(h_a) and t(h_a) of the student's layer, read off its forward: z_b = x_b e^s + t, so
+    x_b = 0 gives t and x_b = 1 gives e^s + t."""
+    base = torch.zeros(h_a.shape[0], copied.numel(), dtype=dtype)
+    base[:, copied] = h_a
+    at_one = base.clone()
+    at_one[:, ~copied] = 1.0
+    with torch.no_grad():
+        t = forward(base)[0][:, ~copied].to(dtype)
+        scale = forward(at_one)[0][:, ~copied].to(dtype) - t
+    return scale, t
+
+
+def _coupling_case(cls, mask: torch.Tensor, flip: bool, case: str, k: int) -> str | None:
+    """Check the student's layer class on one mask; the mistake in words, or None if right."""
+    from flowedu.jacobians import log_abs_det_jacobian
+
+    where = f"({case}, 64 random 4D points)"
+    layer, err = run(lambda m, f: cls(m, flip=f), mask.clone(), flip)
+    if err:
+        return f"building your layer with (mask, flip={flip}): {err[len('your function ') :]}"
+    if layer is None or not hasattr(layer, "inverse"):
+        return "your layer needs the methods forward(x) and inverse(z)"
+    dtype, atol = torch.float32, 1e-4
+    if isinstance(layer, torch.nn.Module):
+        dtype, atol = torch.float64, 1e-8
+        layer = layer.double()
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(7 + k)  # random weights: a zero last layer would hide mistakes
+            for p in layer.parameters():
+                p.add_(0.5 * torch.randn_like(p))
+    forward = getattr(layer, "forward", layer)
+    gen = torch.Generator().manual_seed(8 + k)
+    x = torch.randn(64, 4, generator=gen, dtype=torch.float64).to(dtype)
+    copied = ~mask if flip else mask
+
+    def near(a, b):
+        return a.shape == b.shape and bool(torch.allclose(a, b, atol=atol, rtol=1e-5))
+
+    def fail(message):
+        return f"{message} {where}"
+
+    out, err = _call_layer(forward, x, "forward(x)")
+    if err:
+        return fail(err)
+    z, log_det = out
+    if not near(z[:, copied], x[:, copied]):
+        if near(z[:, ~copied], x[:, ~copied]):
+            if flip:
+                return fail(
+                    "with flip=True the halves swap roles: copy the coordinates where "
+                    "the mask is False and transform those where it is True"
+                )
+            if case == "alternating mask":
+                return fail(
+                    "the copied coordinates are where the mask is True (x[:, mask]), "
+                    "not always the first half"
+                )
+            return fail("you copied the wrong half: z_a = x_a where the mask is True")
+        if case == "alternating mask":
+            return fail(
+                "use the mask to pick the halves, x_a = x[:, mask] and x_b = x[:, ~mask] "
+                "(after flip), not fixed slices such as x[:, :2]"
+            )
+        return fail("z_a must equal x_a exactly: copy the coordinates where the mask is True")
+    if near(z, x):
+        return fail(
+            "forward leaves x unchanged even with random network weights: transform "
+            "z_b = x_b * exp(s(x_a)) + t(x_a)"
+        )
+    scale, t = _probe_s_t(forward, x[:, copied], copied, dtype)
+    if not near(z[:, ~copied], x[:, ~copied] * scale + t):
+        return fail(
+            "z_b must be x_b * exp(s) + t with s and t computed from x_a alone (the "
+            "copied coordinates): it is not affine in x_b, or s, t see x_b"
+        )
+    if not bool((scale > 0).all()):
+        return fail("the scale of x_b must be exp(s) > 0, so that the layer is invertible")
+    expected_ld = log_abs_det_jacobian(forward, x.detach()).to(dtype)
+    ld_mistakes = {
+        "log_det is +sum(s) for forward (z_b = x_b * exp(s) + t): the sign is flipped": (
+            -expected_ld
+        ),
+        "log_det is the logarithm of the determinant, sum(s), not exp(sum(s))": (expected_ld.exp()),
+        "log_det is missing: it is sum(s) over the transformed coordinates": torch.zeros_like(
+            expected_ld
+        ),
+    }
+    if not near(log_det, expected_ld):
+        for hint, wrong in ld_mistakes.items():
+            if near(log_det, wrong):
+                return fail(f"forward: {hint}")
+        if log_det.numel() and torch.allclose(log_det, log_det.flatten()[:1].expand_as(log_det)):
+            return fail(
+                "forward: log_det is the same for every point; sum s over the "
+                "coordinates of each point, s.sum(dim=1)"
+            )
+        i = int((log_det - expected_ld).abs().argmax())
+        return fail(
+            f"forward: log_det differs from autograd's log|det dz/dx| (at point {i}: "
+            f"{log_det[i].item():.6g}, autograd {expected_ld[i].item():.6g}); it is sum(s)"
+        )
+    back, err = _call_layer(layer.inverse, z, "inverse(z)")
+    if err:
+        return fail(err)
+    x_back, log_det_inv = back
+    if not near(x_back, x):
+        z_b = z[:, ~copied]
+        wrong = {
+            "inverse: x_b = (z_b - t) * exp(-s); you multiplied by exp(+s)": (z_b - t) * scale,
+            "inverse: subtract t first, then divide by exp(s): x_b = (z_b - t) * exp(-s)": (
+                z_b / scale - t
+            ),
+        }
+        if int(copied.sum()) == int((~copied).sum()):
+            scale_b, t_b = _probe_s_t(forward, z_b, copied, dtype)
+            wrong["inverse: s and t must be computed from z_a (which equals x_a), not from z_b"] = (
+                z_b - t_b
+            ) / scale_b
+        if not near(x_back[:, copied], x[:, copied]):
+            return fail("inverse: x_a = z_a exactly; your inverse changed the copied part")
+        for hint, value in wrong.items():
+            if near(x_back[:, ~copied], value):
+                return fail(hint)
+        err_max = (x_back - x).abs().max().item()
+        return fail(f"inverse(forward(x)) differs from x by up to {err_max:.3g}")
+    if not near(log_det_inv, -expected_ld):
+        if near(log_det_inv, expected_ld):
+            return fail(
+                "inverse: its log_det is log|det dx/dz| = -sum(s), the negative of "
+                "forward's; you returned +sum(s)"
+            )
+        return fail("inverse: its log_det must be -sum(s), the negative of forward's")
+    return None
+
+
+def _coupling_layer(cls):
+    """cls(mask, flip=False): a coupling layer whose forward(x) -> (z, log_det) copies the
+    coordinates where mask is True (where it is False with flip=True), and inverse(z) -> (x,
+    log_det) undoes it."""
+    name = "04.coupling_layer"
+    if cls is None:
+        return Result(name, False, NONE_MESSAGE)
+    if not callable(cls):
+        return Result(name, False, f"expected a class, got {type(cls).__name__}")
+    cases = [
+        (torch.tensor([True, True, False, False]), False, "half mask"),
+        (torch.tensor([True, False, True, False]), False, "alternating mask"),
+        (torch.tensor([True, True, False, False]), True, "half mask, flip=True"),
+    ]
+    for k, (mask, flip, case) in enumerate(cases):
+        mistake = _coupling_case(cls, mask, flip, case, k)
+        if mistake:
+            return Result(name, False, mistake)
+    return Result(
+        name,
+        True,
+        "z_a = x_a, round trip, and log-dets match autograd for a half mask (with and without "
+        "flip) and an alternating mask",
+    )
+
+
 # ----- 05: a whole flow -----------------------------------------------------------------
 
 
@@ -261,6 +451,11 @@ EXERCISES: dict[str, tuple[Callable[[Callable], Result], str]] = {
     "03.nll_1d": (_nll_1d, "nll(x, scale, shift): mean NLL under x = scale * z + shift"),
     "04.coupling_inverse": (_coupling_inverse, "inverse(z, s_and_t) -> x for the 4D coupling"),
     "04.coupling_log_det": (_coupling_log_det, "log_det(x, s_and_t) -> (batch,) log|det|"),
+    "04.coupling_layer": (
+        _coupling_layer,
+        "a class Layer(mask, flip=False) with forward(x) -> (z, log_det) and inverse(z) -> "
+        "(x, log_det)",
+    ),
     "05.flow_log_prob": (_flow_log_prob, "log_prob(flow, x) with the layers' forward"),
     "05.sample_and_log_prob": (
         _sample_and_log_prob,
