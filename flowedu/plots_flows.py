@@ -245,8 +245,9 @@ def plot_jacobians(
             ax.axvline(split - 0.5, color="black", lw=2)
         ax.set_xticks(range(d), [f"x{j + 1}" for j in range(d)])
         ax.set_yticks(range(d), [f"z{i + 1}" for i in range(d)])
-        ax.set_title(f"{title}: {int(zero.sum())} exact zeros")
-    fig.colorbar(image, ax=axes, shrink=0.85, label="|entry| (log scale); hatched: exactly 0")
+        n_zero = int(zero.sum())
+        ax.set_title(f"{title}\n{n_zero} exact zero{'' if n_zero == 1 else 's'} (hatched)")
+    fig.colorbar(image, ax=axes, shrink=0.85, label="|entry|, log scale")
     return fig
 
 
@@ -644,7 +645,7 @@ def plot_normalized(
     1 - exp(-r^2 / 2) (39%, 86%, 99%)."""
     names = list(flows)
     with mpl.rc_context(FIGURE_RC):
-        fig, axes = plt.subplots(2, len(names), figsize=(3.4 * len(names), 7.6), squeeze=False)
+        fig, axes = plt.subplots(2, len(names), figsize=(3.4 * len(names), 8.6), squeeze=False)
     angle = np.linspace(0, 2 * np.pi, 200)
     for j, name in enumerate(names):
         flow = flows[name]
@@ -673,13 +674,16 @@ def plot_normalized(
                 mpl.lines.Line2D([], [], ls="", marker="o", color=PART_COLORS[k], label=label)
                 for k, label in enumerate(part_names)
             ]
-            axes[0, j].legend(
+            axes[0, j].legend(  # under the data panel, so it hides no point
                 handles=handles,
-                fontsize=10,
-                loc="best",
-                handletextpad=0.2,
+                fontsize=FIGURE_RC["legend.fontsize"],
+                loc="upper center",
+                bbox_to_anchor=(0.5, 0.0),
+                ncol=3 if len(handles) > 4 else 2,
+                handletextpad=0.1,
+                columnspacing=0.8,
                 borderpad=0.3,
-                framealpha=0.8,
+                frameon=False,
             )
     axes[0, 0].set_ylabel("data x", fontsize=14)
     axes[1, 0].set_ylabel("z = f^-1(x)", fontsize=14)

@@ -114,7 +114,7 @@ def test_jacobians_show_each_matrix_and_write_every_entry():
     assert texts == ["1.00", "0", "0.25", "2.00"]  # exact zeros are written as 0
     hatched = [p for p in panels[0].patches if p.get_hatch()]
     assert [p.get_xy() for p in hatched] == [(0.5, -0.5)]  # row 0, column 1
-    assert panels[0].get_title() == "one: 1 exact zeros"
+    assert panels[0].get_title() == "one\n1 exact zero (hatched)"
 
 
 def test_jacobians_share_one_log_scale_so_a_large_entry_does_not_wash_out_the_rest():
