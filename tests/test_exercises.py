@@ -367,3 +367,37 @@ def test_coupling_layer_a_class_that_cannot_be_built():
 
     result = check("04.coupling_layer", Broken)
     assert not result.passed and "building your layer" in result.message
+
+
+def test_coupling_layer_that_works_in_place_is_judged_on_its_answer():
+    Layer = make_layer_class()
+
+    class InPlace(Layer):
+        def forward(self, x):
+            x_a, x_b = x[:, self.mask], x[:, ~self.mask]
+            s, t = self._s_t(x_a)
+            x[:, ~self.mask] = x_b * torch.exp(s) + t  # overwrites its input
+            return x, s.sum(dim=1)
+
+    result = check("04.coupling_layer", InPlace)
+    assert result.passed, result.message
+
+
+def test_coupling_layer_need_not_be_a_module():
+    Reference = make_layer_class()
+
+    class Plain:  # not an nn.Module: checked in float32, with its own weights
+        def __init__(self, mask, flip=False):
+            torch.manual_seed(0)
+            self.inner = Reference(mask, flip)
+            for p in self.inner.net.parameters():
+                torch.nn.init.normal_(p, std=0.5)
+
+        def forward(self, x):
+            return self.inner(x)
+
+        def inverse(self, z):
+            return self.inner.inverse(z)
+
+    result = check("04.coupling_layer", Plain)
+    assert result.passed, result.message

@@ -164,7 +164,7 @@ def _coupling_log_det(fn):
 
 def _call_layer(method, h: torch.Tensor, what: str) -> tuple[object, str | None]:
     """method(h) -> (out, log_det), checked for shape; (None, message) when it is not."""
-    got, err = run(method, h)
+    got, err = run(method, h.clone())  # a clone: an in-place answer must not change h
     if err:
         return None, f"{what} {err[len('your function ') :]}"
     if got is None:
@@ -260,7 +260,10 @@ def _coupling_case(cls, mask: torch.Tensor, flip: bool, case: str, k: int) -> st
             "forward leaves x unchanged even with random network weights: transform "
             "z_b = x_b * exp(s(x_a)) + t(x_a)"
         )
-    scale, t = _probe_s_t(forward, x[:, copied], copied, dtype)
+    try:
+        scale, t = _probe_s_t(forward, x[:, copied], copied, dtype)
+    except Exception as err:  # student code: report, don't raise
+        return fail(f"forward(x) raised {type(err).__name__}: {err}")
     if not near(z[:, ~copied], x[:, ~copied] * scale + t):
         return fail(
             "z_b must be x_b * exp(s) + t with s and t computed from x_a alone (the "
@@ -268,7 +271,10 @@ def _coupling_case(cls, mask: torch.Tensor, flip: bool, case: str, k: int) -> st
         )
     if not bool((scale > 0).all()):
         return fail("the scale of x_b must be exp(s) > 0, so that the layer is invertible")
-    expected_ld = log_abs_det_jacobian(forward, x.detach()).to(dtype)
+    try:
+        expected_ld = log_abs_det_jacobian(lambda h: forward(h.clone()), x.detach()).to(dtype)
+    except Exception as err:  # student code under autograd: report, don't raise
+        return fail(f"autograd could not differentiate your forward ({type(err).__name__}: {err})")
     ld_mistakes = {
         "log_det is +sum(s) for forward (z_b = x_b * exp(s) + t): the sign is flipped": (
             -expected_ld
