@@ -10,7 +10,7 @@ A coupling layer splits x into a part x_a that it copies and a part x_b that it 
 
     z_a = x_a
     z_b = x_b * exp(s(x_a)) + t(x_a)              (affine, RealNVP)
-    z_b = x_b + t(x_a)                            (additive, NICE: s = 0)
+    z_b = x_b + t(x_a)                            (additive, NICE's couplings: s = 0)
 
 The inverse needs s and t only at z_a, which equals x_a, so they never need inverting:
 
@@ -185,7 +185,11 @@ class AffineCoupling(Coupling):
 
 
 class AdditiveCoupling(Coupling):
-    """NICE's coupling: z_b = x_b + t(x_a). Volume preserving: log|det| = 0 everywhere."""
+    """The additive coupling of NICE: z_b = x_b + t(x_a). Volume preserving: log|det| = 0.
+
+    (The published NICE model ends with a learned diagonal scaling, which can change volume,
+    by the same factor everywhere; a stack of these layers alone cannot.)
+    """
 
     how = "shifts"
 
