@@ -2,6 +2,7 @@
 
     flow, metadata = load_pretrained("rings")                  # the RealNVP flow
     flow, metadata = load_pretrained("rings", model="realnvp")  # the same
+    flow, metadata = load_pretrained("rings", model="spline")   # the neural spline flow
 
 Each family has a folder, flowedu/pretrained/<model>/<dataset>.safetensors. A checkpoint is
 read only when a dataset is first shown, so opening the page never waits for all of them.
@@ -20,7 +21,7 @@ ENV_VAR = "FLOWEDU_PRETRAINED_DIR"
 HOW_TO_CREATE = "python -m flowedu.pretrain"
 # The families that ship, the first being the default; flowedu.recipes.SHIPPED has the
 # recipe of each.
-MODELS: tuple[str, ...] = ("realnvp",)
+MODELS: tuple[str, ...] = ("realnvp", "spline")
 
 
 class MissingCheckpointError(FileNotFoundError):

@@ -214,3 +214,62 @@ def test_knot_helper_gives_increasing_knots_from_minus_b_to_b():
         assert (t[:, 0] == -2.5).all() and (t[:, -1] == 2.5).all()
         assert ((t[:, 1:] - t[:, :-1]) > 0).all()
     assert (ds > 0).all()
+
+
+# --- the spline coupling and the spline_flow recipe ------------------------------------------
+
+
+def test_the_coupling_network_sees_x_a_clipped_to_the_bound():
+    """Far outside [-B, B], x_a feeds the network the same value as at the bound: the
+    spline's parameters, and so z_b, stop changing, and the inverse is the same as there."""
+    from flowedu.couplings import half_mask
+    from flowedu.spline_flow import SplineCoupling
+
+    torch.manual_seed(0)
+    layer = SplineCoupling(half_mask(2), (32, 32), n_bins=8, bound=3.0)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.1 * torch.randn(p.shape))
+        x_b = torch.linspace(-2.5, 2.5, 50).unsqueeze(1)
+        at_bound = torch.cat([torch.full_like(x_b, 3.0), x_b], dim=1)
+        far = torch.cat([torch.full_like(x_b, 3.0e4), x_b], dim=1)
+        z_bound, ld_bound = layer(at_bound)
+        z_far, ld_far = layer(far)
+        assert torch.equal(z_far[:, 1], z_bound[:, 1]) and torch.equal(ld_far, ld_bound)
+        back_far, back_bound = layer.inverse(z_far)[0], layer.inverse(z_bound)[0]
+        assert torch.equal(back_far[:, 1], back_bound[:, 1])
+        assert torch.equal(back_far[:, 0], far[:, 0])
+        assert (back_far - far).abs().max() < 1e-4
+
+
+def test_spline_flow_recipe_rebuilds_itself_and_has_the_stated_size():
+    from flowedu import recipes
+    from flowedu.spline_flow import spline_flow
+
+    flow = spline_flow(standardize=([0.0, 1.0], [2.0, 0.5]))
+    assert flow.config["builder"] == "spline_flow" and flow.config["n_bins"] == 16
+    assert sum(p.numel() for p in flow.parameters()) == 136_986  # 6 x (1-128-128-47)
+    again = recipes.from_config(flow.config)
+    again.load_state_dict(flow.state_dict())
+    x = torch.randn(100, 2)
+    with torch.no_grad():
+        assert torch.equal(again.log_prob(x), flow.log_prob(x))
+    assert [layer.kind for layer in flow.layers] == ["standardize"] + ["coupling"] * 6
+    assert flow.layers[1].describe() == "bends with a spline y, given x"
+    assert flow.layers[2].describe() == "bends with a spline x, given y"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(dim=1), "dim >= 2"),
+        (dict(n_bins=0), "n_bins must be a positive integer"),
+        (dict(bound=0.0), "bound must be a finite number > 0"),
+        (dict(hidden=[]), "hidden must be a non-empty list"),
+    ],
+)
+def test_spline_flow_refuses_bad_recipes(kwargs, message):
+    from flowedu.spline_flow import spline_flow
+
+    with pytest.raises(ValueError, match=message):
+        spline_flow(**kwargs)
