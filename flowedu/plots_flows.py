@@ -645,7 +645,7 @@ def plot_normalized(
     1 - exp(-r^2 / 2) (39%, 86%, 99%)."""
     names = list(flows)
     with mpl.rc_context(FIGURE_RC):
-        fig, axes = plt.subplots(2, len(names), figsize=(3.4 * len(names), 8.6), squeeze=False)
+        fig, axes = plt.subplots(2, len(names), figsize=(3.4 * len(names), 8.2), squeeze=False)
     angle = np.linspace(0, 2 * np.pi, 200)
     for j, name in enumerate(names):
         flow = flows[name]
