@@ -1,7 +1,11 @@
 """Load test: a whole class opening the dashboard at once on ONE Voila server.
 
-    python benchmarks/load_test.py --sessions 30            # the class
+    python benchmarks/load_test.py                          # N = 10, then N = 30
+    python benchmarks/load_test.py --sessions 30 --pages 30 # the class, all real pages
     python benchmarks/load_test.py --footprint              # one kernel's memory, step by step
+
+The server is the one `CLASS_SIZE=N make dashboard` runs (python -m flowedu.app.serve and
+./voila.json), with N kernels pre-heated (--pool, default N) as a class's teacher would.
 
 N sessions arrive at the same moment, each gets its own kernel, the page comes up, the
 animation plays, and every session clicks once (a new direction: the kernel recomputes the
@@ -9,7 +13,7 @@ frames and sends them again) at a random moment of the play window. Printed, as 
 sessions that rendered (k/N), time to interactive (median, p95), memory of every kernel
 (RSS; PSS, which shares torch's libraries fairly between kernels; anonymous memory, what
 one more kernel costs) and in total (Voila + kernels), frames/s per real page (median,
-min), the click's round trip, and each kernel's CPU time.
+min), the click's round trip, each kernel's CPU time and the server's CPU time per session.
 
 Why most sessions are kernel-websocket clients and only a few (--pages, default 3) real
 pages: in a class each student's browser runs on the student's own machine; what the
@@ -393,9 +397,9 @@ async def warm_up(browser, url: str) -> list[str]:
 async def run_class(server, args) -> tuple[list[Session], dict]:
     from playwright.async_api import async_playwright
     from tornado.httpclient import AsyncHTTPClient
-    from voila_server import wait_until_idle
+    from voila_server import cpu_seconds, descendants, wait_until_idle
 
-    AsyncHTTPClient.configure(None, max_clients=10 * args.sessions + 10)
+    AsyncHTTPClient.configure(None, max_clients=10 * args.sessions_n + 10)
     http = AsyncHTTPClient()
     facts: dict = {}
     async with async_playwright() as pw:
@@ -409,12 +413,13 @@ async def run_class(server, args) -> tuple[list[Session], dict]:
             await asyncio.to_thread(time.sleep, args.fill_delay + 1)  # the pool refills
             facts["idle_wait_s"] = await asyncio.to_thread(wait_until_idle, server.process.pid)
             facts["voila_before"] = memory(__import__("psutil").Process(server.process.pid))
+            cpu_before = cpu_seconds(descendants(server.process.pid))
             facts["pool_before"] = len(kernel_processes(server.process.pid))
 
             sessions = [
-                Session(i, "page" if i < args.pages else "ws") for i in range(args.sessions)
+                Session(i, "page" if i < args.pages else "ws") for i in range(args.sessions_n)
             ]
-            print(f"{args.sessions} sessions arrive ({args.pages} real pages)...", flush=True)
+            print(f"{args.sessions_n} sessions arrive ({args.pages} real pages)...", flush=True)
             start = time.monotonic()
             deadline = start + args.session_timeout
             await asyncio.gather(
@@ -454,6 +459,8 @@ async def run_class(server, args) -> tuple[list[Session], dict]:
                 kid: {**memory(p), "session": kid in used} for kid, p in kernels.items()
             }
             facts["voila"] = memory(__import__("psutil").Process(server.process.pid))
+            # Server CPU of the class (Voila and every kernel): from the arrivals to the end.
+            facts["server_cpu_s"] = cpu_seconds(descendants(server.process.pid)) - cpu_before
             for s in sessions:
                 if s.kernel_id and s.kernel_id not in kernels and s.ok:
                     s.ok, s.error = False, "its kernel is gone"
@@ -595,7 +602,10 @@ def report(sessions: list[Session], facts: dict, args) -> None:
         + (f", RSS {mid([k['rss'] for k in others], '.0f')} MiB each" if others else "")
         + f"). USS per session kernel, median: {mid([k['uss'] for k in kernels], '.0f')} MiB. "
         f"CPU time per session kernel (start, notebook, one click), median / max: "
-        f"{mid([k['cpu'] for k in kernels])} / {max([k['cpu'] for k in kernels], default=0):.1f} s."
+        f"{mid([k['cpu'] for k in kernels])} / "
+        f"{max([k['cpu'] for k in kernels], default=0):.1f} s. "
+        f"Server CPU (Voila and kernels) during the class: {facts['server_cpu_s']:.1f} s, "
+        f"{facts['server_cpu_s'] / n:.2f} s per session."
     )
     draw = [s.draw_ms for s in sessions if s.draw_ms is not None]
     print(
@@ -625,7 +635,8 @@ def report(sessions: list[Session], facts: dict, args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--sessions", type=int, nargs="+", default=[10, 30], help="N, each run")
+    parser.add_argument("--pool", type=int, default=None, help="pre-heated kernels (default N)")
     parser.add_argument("--pages", type=int, default=3, help="of the sessions, real pages")
     parser.add_argument("--play-seconds", type=float, default=8.0)
     parser.add_argument("--session-timeout", type=float, default=240.0, help="s, per session")
@@ -636,25 +647,35 @@ def main() -> None:
     parser.add_argument("--footprint", action="store_true", help="one kernel, step by step")
     parser.add_argument("--train-timeout", type=float, default=150.0)
     args = parser.parse_args()
-    args.pages = min(args.pages, args.sessions)
     if not CHROMIUM.exists():
         sys.exit(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
-
-    from voila_server import serve, wait_until_idle
 
     def give_up(*_):
         raise TimeoutError(f"the load test ran past {args.timeout} s")
 
     signal.signal(signal.SIGALRM, give_up)
     signal.alarm(args.timeout)  # Voila and the browser are stopped on the way out
+    pages, extra = args.pages, list(args.voila_arg)
+    for n in args.sessions if not args.footprint else [1]:
+        args.sessions_n, args.pages = n, min(pages, n)
+        pool = args.pool if args.pool is not None else n
+        args.voila_arg = [f"--pool_size={pool}", *extra]
+        run_one(args)
+
+
+def run_one(args) -> None:
+    from voila_server import serve, wait_until_idle
+
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
-        f"Voila options: voila.json {' '.join(args.voila_arg)}",
+        f"\n## N = {args.sessions_n}\n\n{os.cpu_count()} CPUs, load average {load} (1, 5, 15 min) "
+        f"before; server options: voila.json {' '.join(args.voila_arg)}",
         flush=True,
     )
     began = time.monotonic()
     with serve(NOTEBOOK, cwd=ROOT, args=args.voila_arg, timeout=120) as server:
-        print(f"pool pre-heated in {wait_until_idle(server.process.pid):.0f} s", flush=True)
+        waited = wait_until_idle(server.process.pid, timeout=args.timeout)
+        print(f"pool pre-heated in {waited:.0f} s", flush=True)
         if args.footprint:
             rows = asyncio.run(footprint(server, args))
             print("\n| kernel after | RSS | PSS | USS | anonymous |  (MiB)")
@@ -667,10 +688,8 @@ def main() -> None:
             sessions, facts = asyncio.run(run_class(server, args))
             facts["log"] = server.log()
             report(sessions, facts, args)
-    print(
-        f"\nwhole run {time.monotonic() - began:.0f} s; "
-        f"load average after: {os.getloadavg()[0]:.1f}"
-    )
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"\nwhole run {time.monotonic() - began:.0f} s; load average after: {load}", flush=True)
 
 
 if __name__ == "__main__":

@@ -91,8 +91,12 @@ def save(path: str | os.PathLike, flow, metadata: dict | None = None) -> Path:
     return path
 
 
-def read(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint written by save() with numpy alone: recipe, metadata and weights."""
+def read(path: str | os.PathLike, mmap: bool = False) -> Checkpoint:
+    """Read a checkpoint written by save() with numpy alone: recipe, metadata and weights.
+
+    mmap=True maps the weights from the file instead of copying them: processes that read
+    the same file (a server's kernels, one per visitor) then share one copy in memory.
+    """
     path = _existing(path)
     if _is_torch_file(path):
         raise CheckpointError(
@@ -104,7 +108,10 @@ def read(path: str | os.PathLike) -> Checkpoint:
     try:
         with safe_open(str(path), framework="numpy") as f:
             header = f.metadata() or {}
-            arrays = {name: f.get_tensor(name) for name in f.keys()}
+            if mmap:
+                arrays = _mapped_arrays(path, list(f.keys()))
+            else:
+                arrays = {name: f.get_tensor(name) for name in f.keys()}
     except Exception as err:  # the parser raises its own error type on malformed bytes
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
@@ -130,6 +137,32 @@ def read(path: str | os.PathLike) -> Checkpoint:
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise CheckpointError(f"{path} holds NaN or infinite weights in {name}")
     return Checkpoint(config, metadata, arrays)
+
+
+# safetensors' dtype names -> numpy's (little-endian, as the format stores them).
+_NUMPY_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4"}
+_NUMPY_DTYPES |= {"I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
+
+
+def _mapped_arrays(path: Path, names: list[str]) -> dict[str, np.ndarray]:
+    """Read-only arrays mapped from a safetensors file that safe_open has already checked.
+
+    The format: 8 bytes (little-endian) giving the JSON header's length, the header (each
+    tensor's dtype, shape and byte range after the header), then the bytes.
+    """
+    with open(path, "rb") as f:
+        (n,) = np.frombuffer(f.read(8), dtype="<u8")
+        header = json.loads(f.read(int(n)))
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + int(n))
+    arrays = {}
+    for name in names:
+        entry = header[name]
+        if entry["dtype"] not in _NUMPY_DTYPES:
+            raise CheckpointError(f"{path}: {name} has dtype {entry['dtype']}, not readable here")
+        begin, end = entry["data_offsets"]
+        dtype = np.dtype(_NUMPY_DTYPES[entry["dtype"]])
+        arrays[name] = data[begin:end].view(dtype).reshape(entry["shape"])
+    return arrays
 
 
 def load(path: str | os.PathLike, device: str = "cpu"):

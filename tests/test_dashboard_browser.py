@@ -45,7 +45,7 @@ def pretrained_dir(tmp_path_factory):
     """
     import torch
 
-    from flowedu import checkpoint, datasets
+    from flowedu import checkpoint, datasets, pretrained_flows
     from flowedu.pretrained_flows import SHIPPED_DIR
     from flowedu.realnvp import realnvp
     from flowedu.train import fit
@@ -67,6 +67,10 @@ def pretrained_dir(tmp_path_factory):
         meta = {"dataset": name, "device_name": history.device_name, "steps": history.steps}
         checkpoint.save(out / f"{name}.safetensors", flow, meta)
     torch.set_num_threads(threads)
+    for model in pretrained_flows.MODELS[1:]:  # the other families, where they ship
+        for name in pretrained_flows.available(model):
+            (out.parent / model).mkdir(exist_ok=True)
+            shutil.copy(pretrained_flows.checkpoint_path(name, model), out.parent / model)
     return out.parent
 
 
@@ -160,6 +164,33 @@ def test_each_dataset_can_be_chosen_and_is_redrawn(app):
         wait_for_version_after(app, old)
         pause_at(app, 3)  # mid-flow, where every dataset looks different
         assert drawing(app) != before, name
+    assert_no_errors(app)
+
+
+def test_each_shipped_family_is_offered_beside_the_dataset_and_animates(app):
+    """RealNVP, and the spline flows once they ship: each is drawn, plays, and the stats
+    panel compares the families on the dataset shown."""
+    from flowedu.app.dashboard import FAMILY_LABELS, shipped_families
+
+    families = [FAMILY_LABELS.get(m, m) for m in shipped_families()]
+    buttons = app.locator(".flowedu-family button")
+    assert [b.strip() for b in buttons.all_inner_texts()] == families
+    app.locator(".flowedu-app select").first.select_option("rings")
+    drawings = {}
+    for label in [*families[1:], families[0]]:
+        old = version(app)
+        app.locator(".flowedu-family button", has_text=label).click()
+        if label != families[0] or len(families) > 1:
+            wait_for_version_after(app, old)
+        pause_at(app, 2.5)
+        drawings[label] = drawing(app)
+        frames = app.evaluate("window.__flowedu_frames")
+        app.locator(".flowedu-play").click()
+        app.wait_for_function("(n) => window.__flowedu_frames > n + 10", arg=frames)
+        if len(families) > 1:
+            table = app.inner_text(".flowedu-families")
+            assert all(f in table for f in families) and "test NLL" in table
+    assert len(set(drawings.values())) == len(families)  # each family bends differently
     assert_no_errors(app)
 
 

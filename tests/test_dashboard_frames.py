@@ -64,7 +64,7 @@ def test_frames_hold_every_intermediate_as_float32(flow, direction):
 @pytest.mark.parametrize("direction", fr.DIRECTIONS)
 def test_frame_at_integer_positions_equals_the_trace_intermediates(flow, direction):
     f = fr.compute_frames(flow, "moons", direction, n_points=200, grid=False)
-    start = fr.start_points("moons", direction, 200, seed=0)
+    start = torch.from_numpy(fr.start_points("moons", direction, 200, seed=0))
     with torch.no_grad():
         trace = flow.trace(start, direction)
     for k, expected in enumerate(trace.points):
@@ -80,7 +80,9 @@ def test_a_pass_made_in_chunks_equals_one_pass_over_all_points(flow, direction, 
     start = fr.start_points("moons", direction, 300, seed=0)
     extent = fr.LATENT_EXTENT if direction == "generate" else round(f.half / 1.15, 1)
     with torch.no_grad():
-        trace = flow.trace(torch.cat([start, fr.grid_lines(extent)]), direction)
+        trace = flow.trace(
+            torch.from_numpy(np.concatenate([start, fr.grid_lines(extent)])), direction
+        )
     for k, expected in enumerate(trace.points):
         np.testing.assert_allclose(f.points[k], expected[:300].numpy(), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(f.grid[k], expected[300:].numpy(), rtol=1e-5, atol=1e-5)
@@ -92,8 +94,8 @@ def test_generate_ends_at_the_flows_samples_and_normalize_at_its_latents(flow):
     gen = fr.compute_frames(flow, "moons", "generate", n_points=200, grid=False)
     norm = fr.compute_frames(flow, "moons", "normalize", n_points=200, grid=False)
     with torch.no_grad():
-        x, log_det_gen = flow.inverse(fr.start_points("moons", "generate", 200))
-        z, log_det_norm = flow.forward(fr.start_points("moons", "normalize", 200))
+        x, log_det_gen = flow.inverse(torch.from_numpy(fr.start_points("moons", "generate", 200)))
+        z, log_det_norm = flow.forward(torch.from_numpy(fr.start_points("moons", "normalize", 200)))
     np.testing.assert_allclose(gen.points[-1], x.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(norm.points[-1], z.numpy(), rtol=1e-5, atol=1e-5)
     # The layers' log-dets add up to the whole flow's (chain rule).
@@ -123,7 +125,7 @@ def test_the_same_setting_gives_the_same_points(flow):
 
 
 def test_grid_lines_start_straight_and_cover_the_latent_square():
-    lines = fr.grid_lines(3.0, lines=5, samples=7).numpy().reshape(10, 7, 2)
+    lines = fr.grid_lines(3.0, lines=5, samples=7).reshape(10, 7, 2)
     assert np.allclose(lines[:5, :, 0], lines[:5, :1, 0])  # vertical lines: constant x
     assert np.allclose(lines[5:, :, 1], lines[5:, :1, 1])  # horizontal lines: constant y
     assert lines.min() == -3.0 and lines.max() == 3.0
@@ -273,7 +275,7 @@ def test_training_in_the_background_swaps_the_flow_in_on_success(store):
 
     d = Dashboard(n_points=500, train_steps=20)
     old = d.flow_for("moons")[0]
-    trainer = d.train(device="cpu")
+    trainer = d.train(device="cpu", wait=True)
     result = trainer.join(timeout=120)
     assert result.status == "done", result.message
     new, metadata, source = d.flow_for("moons")
@@ -294,7 +296,7 @@ def test_stopping_training_keeps_the_old_flow(store):
     d = Dashboard(n_points=500, train_steps=1000)
     old = d.flow_for("moons")[0]
     version = d.canvas.version
-    trainer = d.train(device="cpu")
+    trainer = d.train(device="cpu", wait=True)
     assert d.train_button.description == "Stop"
     d.train()  # a second click while training stops it
     result = trainer.join(timeout=120)
@@ -314,7 +316,40 @@ def test_failed_training_keeps_the_old_flow(store, monkeypatch):
     monkeypatch.setattr(train, "fit", broken_fit)
     d = Dashboard(n_points=500)
     old = d.flow_for("moons")[0]
-    result = d.train(device="cpu").join(timeout=60)
+    result = d.train(device="cpu", wait=True).join(timeout=60)
     assert result.status == "failed" and "nan at step 3" in result.message
     assert d.flow_for("moons")[0] is old
     assert "Kept the previous flow" in d.message.value
+
+
+def _has_spline_family() -> bool:
+    from flowedu import recipes
+
+    return "spline_flow" in recipes.BUILDERS and "spline" in pretrained_flows.MODELS
+
+
+@pytest.mark.skipif(not _has_spline_family(), reason="no spline family (flowedu.spline_flow)")
+def test_the_spline_family_is_offered_shown_with_numpy_compared_and_trained(tmp_path, monkeypatch):
+    from flowedu.app import Dashboard
+    from flowedu.spline_flow import spline_flow
+
+    x = datasets.sample("moons", 2000, seed=1)
+    stats = (x.mean(0).tolist(), x.std(0).tolist())
+    spline = spline_flow(n_layers=2, hidden=(16,), n_bins=4, standardize=stats)
+    checkpoint.save(tmp_path / "realnvp" / "moons.safetensors", small_flow(), {"test_nll": 3.0})
+    checkpoint.save(tmp_path / "spline" / "moons.safetensors", spline, {"test_nll": 2.5})
+    monkeypatch.setenv(pretrained_flows.ENV_VAR, str(tmp_path))
+
+    d = Dashboard(n_points=500, train_steps=20, autoplay=False)
+    assert [value for _, value in d.family.options] == ["realnvp", "spline"]
+    d.family.value = "spline"
+    flow, _, source = d.flow_for("moons")
+    assert fr.is_numpy_flow(flow) and source == "shipped"
+    first = d.canvas.meta["layer_names"][0]
+    assert first.startswith("coupling 1/2: ") and "with a spline" in first
+    assert "Shipped families on moons" in d.stats.value
+    assert "3.000" in d.stats.value and "2.500" in d.stats.value  # both families' NLLs
+    result = d.train(device="cpu", wait=True).join(timeout=120)
+    assert result.status == "done", result.message
+    assert result.flow.config["builder"] == "spline_flow"
+    assert d.flow_for("moons")[2] == "trained" and d.flow_for("moons", "realnvp")[2] == "shipped"

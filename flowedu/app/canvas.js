@@ -6,6 +6,11 @@
 // (the same formula as frames.frame_at in Python). Play, pause, scrub and speed never talk
 // to the kernel, so the motion runs at the display's frame rate.
 //
+// The parts, in the order below: frame loading (loadFrames: the model's buffers -> typed
+// arrays), drawing (drawFrame: one picture at a position, with captionAt and drawLegend),
+// the page-level kernel watch (watchKernel and its banner), and the widget (render: the
+// controls, the playback clock and the wiring between them).
+//
 // For tests and benchmarks the widget's element carries data-version (which frames are
 // shown), data-frames (frames drawn), data-playing and data-position, and the page has
 // window.__flowedu_frames (frames drawn by all canvases) and window.__flowedu_first_frame_ms
@@ -111,6 +116,198 @@ function heatImages(meta, bytes) {
   return images;
 }
 
+// ------------------------------------------------------------------ frame loading
+
+function loadFrames(model) {
+  // The frames of one setting, from the model's binary buffers and their meta: null when
+  // there are none yet, or (with a warning) when the buffers do not match their shapes.
+  const meta = model.get("meta");
+  if (!meta || !meta.n_frames) return null;
+  const F = meta.n_frames;
+  const n = meta.n_points;
+  const G = meta.grid_lines * meta.grid_samples;
+  const pts = view(model.get("points"), Float32Array);
+  const grid = view(model.get("grid"), Float32Array);
+  const col = view(model.get("colours"), Uint8Array);
+  if (pts.length !== F * n * 2 || grid.length !== F * G * 2 || col.length !== (F - 1) * n) {
+    console.warn("flowedu: frame buffers do not match their shapes; not drawn", meta);
+    return null;
+  }
+  return {
+    meta, F, L: F - 1, n, G, pts, grid, col,
+    heat: heatImages(meta, model.get("heatmaps")),
+    start: rgb(meta.start_color),
+    end: rgb(meta.end_color),
+    palette: meta.palette,
+    paletteRgba: meta.palette.map((hex) => packRgba(rgb(hex))),
+  };
+}
+
+// ------------------------------------------------------------------ drawing
+
+function captionAt(f, pos, k, t) {
+  // What the picture shows at position pos = k + t.
+  if (pos <= 0) return f.meta.start_label;
+  if (pos >= f.L) return f.meta.end_label;
+  if (t === 0) return `after layer ${k} of ${f.L}: ${f.meta.layer_names[k - 1]}`;
+  return `layer ${k + 1} of ${f.L}: ${f.meta.layer_names[k]}`;
+}
+
+function drawFrame(ctx, f, o) {
+  // Draw the frames f at position o.pos (in layers) on the 2D context ctx: the density, the
+  // axes, the grid and the points at (1 - t) points[k] + t points[k + 1], the caption and,
+  // when coloured by log|det J|, its legend. o.dots is an off-screen pixel layer.
+  const W = ctx.canvas.width;
+  const dpr = W / o.size;
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  ctx.fillStyle = "#ffffff";
+  ctx.fillRect(0, 0, W, W);
+  if (!f) {
+    ctx.fillStyle = "#666";
+    ctx.font = `${16 * dpr}px system-ui, sans-serif`;
+    ctx.fillText("loading the flow\u2026", 20 * dpr, 40 * dpr);
+    return;
+  }
+  const L = f.L;
+  const k = L === 0 ? 0 : Math.min(Math.floor(o.pos), L - 1);
+  const t = L === 0 ? 0 : o.pos - k;
+  const half = f.meta.half;
+  const m = 8 * dpr; // margin around the plotting square
+  const S = W - 2 * m;
+  const scale = S / (2 * half);
+  const X = (x) => m + (x + half) * scale;
+  const Y = (y) => m + (half - y) * scale;
+
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(m, m, S, S);
+  ctx.clip(); // points and lines that leave the view are cut at its frame
+
+  if (o.showHeatmap && f.heat.length === f.F) {
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(f.heat[k], m, m, S, S);
+    if (t > 0 && L > 0) {
+      ctx.globalAlpha = t; // cross-fade to the next layer's density
+      ctx.drawImage(f.heat[k + 1], m, m, S, S);
+      ctx.globalAlpha = 1;
+    }
+  }
+
+  // The axes x = 0 and y = 0, and the frame.
+  ctx.lineWidth = dpr;
+  ctx.strokeStyle = "#d0d0d0";
+  ctx.beginPath();
+  ctx.moveTo(X(-half), Y(0));
+  ctx.lineTo(X(half), Y(0));
+  ctx.moveTo(X(0), Y(-half));
+  ctx.lineTo(X(0), Y(half));
+  ctx.stroke();
+  ctx.strokeRect(m, m, S, S);
+
+  const a = 1 - t;
+  if (o.showGrid && f.G > 0) {
+    const lines = f.meta.grid_lines;
+    const samples = f.meta.grid_samples;
+    const g0 = k * f.G * 2;
+    const g1 = L === 0 ? g0 : (k + 1) * f.G * 2;
+    const g = f.grid;
+    ctx.strokeStyle = f.meta.grid_color;
+    ctx.globalAlpha = 0.45;
+    ctx.lineWidth = 1.2 * dpr;
+    ctx.beginPath();
+    for (let line = 0; line < lines; line++) {
+      for (let j = 0; j < samples; j++) {
+        const i = 2 * (line * samples + j);
+        const x = X(a * g[g0 + i] + t * g[g1 + i]);
+        const y = Y(a * g[g0 + i + 1] + t * g[g1 + i + 1]);
+        if (j === 0) ctx.moveTo(x, y);
+        else ctx.lineTo(x, y);
+      }
+    }
+    ctx.stroke();
+    ctx.globalAlpha = 1;
+  }
+
+  // The points are written straight into a pixel buffer, then drawn over the rest in one
+  // go: with a software-rendered canvas this kept 60 frames/s where a path of thousands
+  // of little squares, rasterised anew each frame, dropped to 20-50 on a busy machine.
+  const n = f.n;
+  const p0 = k * n * 2;
+  const p1 = L === 0 ? p0 : (k + 1) * n * 2;
+  const p = f.pts;
+  const side = Math.max(1, Math.round((n > 4000 ? 2 : 3) * dpr)); // pixels per point's square
+  const lo = Math.ceil(m);
+  const hi = Math.floor(m + S) - side;
+  const byLogdet = o.colourBy === "logdet" && L > 0;
+  const colours = byLogdet ? f.paletteRgba : [rgba(f.start, f.end, L ? o.pos / L : 0)];
+  const dots = o.dots;
+  dots.px.fill(0);
+  const c = f.col;
+  const cOff = k * n;
+  for (let i = 0; i < n; i++) {
+    const x = Math.round(X(a * p[p0 + 2 * i] + t * p[p1 + 2 * i]) - side / 2);
+    const y = Math.round(Y(a * p[p0 + 2 * i + 1] + t * p[p1 + 2 * i + 1]) - side / 2);
+    if (x < lo || x > hi || y < lo || y > hi) continue; // outside the view
+    const colour = colours[byLogdet ? c[cOff + i] : 0];
+    for (let dy = 0; dy < side; dy++) {
+      const row = (y + dy) * W + x;
+      for (let dx = 0; dx < side; dx++) dots.px[row + dx] = colour;
+    }
+  }
+  dots.ctx.putImageData(dots.image, 0, 0);
+  ctx.drawImage(dots.canvas, 0, 0);
+  ctx.globalAlpha = 1;
+  ctx.restore();
+
+  // Caption: what the picture shows at this position.
+  ctx.textBaseline = "top";
+  const text = captionAt(f, o.pos, k, t);
+  let fontSize = 16;
+  ctx.font = `600 ${fontSize * dpr}px system-ui, sans-serif`;
+  let tw = ctx.measureText(text).width;
+  if (tw > S - 24 * dpr) {
+    fontSize = Math.max(10, (fontSize * (S - 24 * dpr)) / tw); // shrink to fit the width
+    ctx.font = `600 ${fontSize * dpr}px system-ui, sans-serif`;
+    tw = ctx.measureText(text).width;
+  }
+  ctx.fillStyle = "rgba(255, 255, 255, 0.85)";
+  ctx.fillRect(m + 4 * dpr, m + 4 * dpr, tw + 12 * dpr, (fontSize + 10) * dpr);
+  ctx.fillStyle = "#222";
+  ctx.fillText(text, m + 10 * dpr, m + 9 * dpr);
+
+  if (byLogdet) drawLegend(ctx, f, dpr, m, S);
+}
+
+function drawLegend(ctx, f, dpr, m, S) {
+  // A bar of the log|det J| colours: how much this layer changes the area near a point.
+  const s = f.meta.logdet_scale;
+  const factor = Math.exp(s).toFixed(s < 0.7 ? 2 : 1);
+  const w = 22 * dpr;
+  const bar = f.palette.length * w;
+  const title = "this layer changes the area around each point";
+  ctx.font = `${12 * dpr}px system-ui, sans-serif`;
+  const boxW = Math.max(bar, ctx.measureText(title).width) + 16 * dpr;
+  const x0 = m + S - 8 * dpr - boxW / 2 - bar / 2;
+  const y0 = m + S - 44 * dpr;
+  ctx.fillStyle = "rgba(255, 255, 255, 0.88)";
+  ctx.fillRect(x0 + bar / 2 - boxW / 2, y0 - 22 * dpr, boxW, 58 * dpr);
+  f.palette.forEach((colour, i) => {
+    ctx.fillStyle = colour;
+    ctx.fillRect(x0 + i * w, y0, w, 14 * dpr);
+  });
+  ctx.fillStyle = "#222";
+  ctx.textBaseline = "top";
+  ctx.textAlign = "center";
+  ctx.fillText(title, x0 + bar / 2, y0 - 17 * dpr);
+  ctx.textAlign = "left";
+  ctx.fillText(`\u00F7${factor} squeezed`, x0, y0 + 18 * dpr);
+  ctx.textAlign = "right";
+  ctx.fillText(`\u00D7${factor} spread`, x0 + bar, y0 + 18 * dpr);
+  ctx.textAlign = "left";
+}
+
+// ------------------------------------------------------------------ page-level kernel watch
+
 const LOST_STATUSES = new Set(["restarting", "autorestarting", "dead"]);
 const RECONNECT_GRACE_MS = 8000; // a websocket that is still reconnecting after this is lost
 
@@ -199,6 +396,8 @@ function watchKernel(model, host) {
   }
   return () => stops.forEach((stop) => stop());
 }
+
+// ------------------------------------------------------------------ the widget
 
 function render({ model, el: host }) {
   host.classList.add("flowedu-canvas-widget");
@@ -290,33 +489,15 @@ function render({ model, el: host }) {
   }
 
   function load() {
-    const meta = model.get("meta");
-    if (!meta || !meta.n_frames) return;
-    const F = meta.n_frames;
-    const n = meta.n_points;
-    const G = meta.grid_lines * meta.grid_samples;
-    const pts = view(model.get("points"), Float32Array);
-    const grid = view(model.get("grid"), Float32Array);
-    const col = view(model.get("colours"), Uint8Array);
-    if (pts.length !== F * n * 2 || grid.length !== F * G * 2 || col.length !== (F - 1) * n) {
-      console.warn("flowedu: frame buffers do not match their shapes; not drawn", meta);
-      return;
-    }
-    const previous = state.f;
+    const f = loadFrames(model, state.f);
+    if (!f) return;
     const sameSetting =
-      previous &&
-      previous.meta.dataset === meta.dataset &&
-      previous.meta.direction === meta.direction &&
-      previous.F === F;
-    state.f = {
-      meta, F, L: F - 1, n, G, pts, grid, col,
-      heat: heatImages(meta, model.get("heatmaps")),
-      start: rgb(meta.start_color),
-      end: rgb(meta.end_color),
-      palette: meta.palette,
-      paletteRgba: meta.palette.map((hex) => packRgba(rgb(hex))),
-    };
-    slider.max = String(F - 1);
+      state.f &&
+      state.f.meta.dataset === f.meta.dataset &&
+      state.f.meta.direction === f.meta.direction &&
+      state.f.F === f.F;
+    state.f = f;
+    slider.max = String(f.L);
     if (!sameSetting) setPosition(0);
     host.dataset.version = String(model.get("version"));
     if (!state.autoplayed && model.get("autoplay")) setPlaying(true);
@@ -345,13 +526,6 @@ function render({ model, el: host }) {
     state.dirty = true;
   }
 
-  function caption(f, k, t) {
-    if (state.pos <= 0) return f.meta.start_label;
-    if (state.pos >= f.L) return f.meta.end_label;
-    if (t === 0) return `after layer ${k} of ${f.L}: ${f.meta.layer_names[k - 1]}`;
-    return `layer ${k + 1} of ${f.L}: ${f.meta.layer_names[k]}`;
-  }
-
   function draw() {
     const begin = performance.now();
     paint();
@@ -376,160 +550,20 @@ function render({ model, el: host }) {
   }
 
   function paint() {
-    const W = canvas.width;
-    const dpr = W / model.get("size");
-    ctx.setTransform(1, 0, 0, 1, 0, 0);
-    ctx.fillStyle = "#ffffff";
-    ctx.fillRect(0, 0, W, W);
-    const f = state.f;
-    if (!f) {
-      ctx.fillStyle = "#666";
-      ctx.font = `${16 * dpr}px system-ui, sans-serif`;
-      ctx.fillText("loading the flow\u2026", 20 * dpr, 40 * dpr);
-      return;
-    }
-    const L = f.L;
-    const k = L === 0 ? 0 : Math.min(Math.floor(state.pos), L - 1);
-    const t = L === 0 ? 0 : state.pos - k;
-    const half = f.meta.half;
-    const m = 8 * dpr; // margin around the plotting square
-    const S = W - 2 * m;
-    const scale = S / (2 * half);
-    const X = (x) => m + (x + half) * scale;
-    const Y = (y) => m + (half - y) * scale;
-
-    ctx.save();
-    ctx.beginPath();
-    ctx.rect(m, m, S, S);
-    ctx.clip(); // points and lines that leave the view are cut at its frame
-
-    if (model.get("show_heatmap") && f.heat.length === f.F) {
-      ctx.imageSmoothingEnabled = true;
-      ctx.drawImage(f.heat[k], m, m, S, S);
-      if (t > 0 && L > 0) {
-        ctx.globalAlpha = t; // cross-fade to the next layer's density
-        ctx.drawImage(f.heat[k + 1], m, m, S, S);
-        ctx.globalAlpha = 1;
-      }
-    }
-
-    // The axes x = 0 and y = 0, and the frame.
-    ctx.lineWidth = dpr;
-    ctx.strokeStyle = "#d0d0d0";
-    ctx.beginPath();
-    ctx.moveTo(X(-half), Y(0));
-    ctx.lineTo(X(half), Y(0));
-    ctx.moveTo(X(0), Y(-half));
-    ctx.lineTo(X(0), Y(half));
-    ctx.stroke();
-    ctx.strokeRect(m, m, S, S);
-
-    const a = 1 - t;
-    if (model.get("show_grid") && f.G > 0) {
-      const lines = f.meta.grid_lines;
-      const samples = f.meta.grid_samples;
-      const g0 = k * f.G * 2;
-      const g1 = L === 0 ? g0 : (k + 1) * f.G * 2;
-      const g = f.grid;
-      ctx.strokeStyle = f.meta.grid_color;
-      ctx.globalAlpha = 0.45;
-      ctx.lineWidth = 1.2 * dpr;
-      ctx.beginPath();
-      for (let line = 0; line < lines; line++) {
-        for (let j = 0; j < samples; j++) {
-          const i = 2 * (line * samples + j);
-          const x = X(a * g[g0 + i] + t * g[g1 + i]);
-          const y = Y(a * g[g0 + i + 1] + t * g[g1 + i + 1]);
-          if (j === 0) ctx.moveTo(x, y);
-          else ctx.lineTo(x, y);
-        }
-      }
-      ctx.stroke();
-      ctx.globalAlpha = 1;
-    }
-
-    // The points are written straight into a pixel buffer, then drawn over the rest in one
-    // go: with a software-rendered canvas this kept 60 frames/s where a path of thousands
-    // of little squares, rasterised anew each frame, dropped to 20-50 on a busy machine.
-    const n = f.n;
-    const p0 = k * n * 2;
-    const p1 = L === 0 ? p0 : (k + 1) * n * 2;
-    const p = f.pts;
-    const side = Math.max(1, Math.round((n > 4000 ? 2 : 3) * dpr)); // pixels per point's square
-    const lo = Math.ceil(m);
-    const hi = Math.floor(m + S) - side;
-    const byLogdet = model.get("colour_by") === "logdet" && L > 0;
-    const colours = byLogdet ? f.paletteRgba : [rgba(f.start, f.end, L ? state.pos / L : 0)];
-    const dots = pixelLayer(W);
-    dots.px.fill(0);
-    const c = f.col;
-    const cOff = k * n;
-    for (let i = 0; i < n; i++) {
-      const x = Math.round(X(a * p[p0 + 2 * i] + t * p[p1 + 2 * i]) - side / 2);
-      const y = Math.round(Y(a * p[p0 + 2 * i + 1] + t * p[p1 + 2 * i + 1]) - side / 2);
-      if (x < lo || x > hi || y < lo || y > hi) continue; // outside the view
-      const colour = colours[byLogdet ? c[cOff + i] : 0];
-      for (let dy = 0; dy < side; dy++) {
-        const row = (y + dy) * W + x;
-        for (let dx = 0; dx < side; dx++) dots.px[row + dx] = colour;
-      }
-    }
-    dots.ctx.putImageData(dots.image, 0, 0);
-    ctx.drawImage(dots.canvas, 0, 0);
-    ctx.globalAlpha = 1;
-    ctx.restore();
-
-    // Caption: what the picture shows at this position.
-    ctx.textBaseline = "top";
-    const text = caption(f, k, t);
-    let fontSize = 16;
-    ctx.font = `600 ${fontSize * dpr}px system-ui, sans-serif`;
-    let tw = ctx.measureText(text).width;
-    if (tw > S - 24 * dpr) {
-      fontSize = Math.max(10, (fontSize * (S - 24 * dpr)) / tw); // shrink to fit the width
-      ctx.font = `600 ${fontSize * dpr}px system-ui, sans-serif`;
-      tw = ctx.measureText(text).width;
-    }
-    ctx.fillStyle = "rgba(255, 255, 255, 0.85)";
-    ctx.fillRect(m + 4 * dpr, m + 4 * dpr, tw + 12 * dpr, (fontSize + 10) * dpr);
-    ctx.fillStyle = "#222";
-    ctx.fillText(text, m + 10 * dpr, m + 9 * dpr);
-
-    if (byLogdet) drawLegend(f, dpr, m, S);
-
+    drawFrame(ctx, state.f, {
+      pos: state.pos,
+      size: model.get("size"),
+      showGrid: model.get("show_grid"),
+      showHeatmap: model.get("show_heatmap"),
+      colourBy: model.get("colour_by"),
+      dots: pixelLayer(canvas.width),
+    });
+    if (!state.f) return;
     state.drawn += 1;
     window.__flowedu_frames += 1;
     if (window.__flowedu_first_frame_ms === undefined) {
       window.__flowedu_first_frame_ms = performance.now();
     }
-  }
-
-  function drawLegend(f, dpr, m, S) {
-    // A bar of the log|det J| colours: how much this layer changes the area near a point.
-    const s = f.meta.logdet_scale;
-    const factor = Math.exp(s).toFixed(s < 0.7 ? 2 : 1);
-    const w = 22 * dpr;
-    const bar = f.palette.length * w;
-    const title = "this layer changes the area around each point";
-    ctx.font = `${12 * dpr}px system-ui, sans-serif`;
-    const boxW = Math.max(bar, ctx.measureText(title).width) + 16 * dpr;
-    const x0 = m + S - 8 * dpr - boxW / 2 - bar / 2;
-    const y0 = m + S - 44 * dpr;
-    ctx.fillStyle = "rgba(255, 255, 255, 0.88)";
-    ctx.fillRect(x0 + bar / 2 - boxW / 2, y0 - 22 * dpr, boxW, 58 * dpr);
-    f.palette.forEach((colour, i) => {
-      ctx.fillStyle = colour;
-      ctx.fillRect(x0 + i * w, y0, w, 14 * dpr);
-    });
-    ctx.fillStyle = "#222";
-    ctx.textBaseline = "top";
-    ctx.textAlign = "center";
-    ctx.fillText(title, x0 + bar / 2, y0 - 17 * dpr);
-    ctx.textAlign = "left";
-    ctx.fillText(`\u00F7${factor} squeezed`, x0, y0 + 18 * dpr);
-    ctx.textAlign = "right";
-    ctx.fillText(`\u00D7${factor} spread`, x0 + bar, y0 + 18 * dpr);
-    ctx.textAlign = "left";
   }
 
   let raf = 0;

@@ -13,7 +13,8 @@ Between k and k + 1 the browser draws (1 - t) points[k] + t points[k + 1] for t 
 points near it apart (the area around it grows by the factor e^{log|det J|}); < 0 squeezes
 them together.
 
-Everything here imports torch lazily (inside the functions): importing flowedu.app is cheap.
+A flow here is either a flowedu Flow (torch) or a numpy_flow.NumpyFlow (the shipped flows,
+shown without torch); torch is imported only for the former.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def view_half_width(dataset: str) -> float:
     """Half the side of the square shown: the data (99.5% of it) and N(0, I), with a margin."""
     from flowedu import datasets
 
-    x = datasets.sample(dataset, 4000, seed=0).numpy()
+    x = datasets.sample_array(dataset, 4000, seed=0)
     extent = max(3.3, float(np.quantile(np.abs(x), 0.995)))
     return math.ceil(extent * 1.15 * 2) / 2  # rounded up to a multiple of 0.5
 
@@ -90,27 +91,28 @@ def view_half_width(dataset: str) -> float:
 def grid_lines(extent: float, lines: int = GRID_LINES, samples: int = GRID_SAMPLES):
     """Straight lines covering [-extent, extent]^2: `lines` vertical, then `lines` horizontal.
 
-    Returns a float32 tensor of shape (2 * lines * samples, 2), one line after the other.
+    Returns a float32 array of shape (2 * lines * samples, 2), one line after the other.
     """
-    import torch
-
-    ticks = torch.linspace(-extent, extent, lines)
-    along = torch.linspace(-extent, extent, samples)
-    tick, run = torch.meshgrid(ticks, along, indexing="ij")  # (lines, samples) each
-    vertical = torch.stack([tick, run], dim=-1)  # x fixed, y runs
-    horizontal = torch.stack([run, tick], dim=-1)  # y fixed, x runs
-    return torch.cat([vertical, horizontal]).reshape(-1, 2)
+    ticks = np.linspace(-extent, extent, lines, dtype=np.float32)
+    along = np.linspace(-extent, extent, samples, dtype=np.float32)
+    tick, run = np.meshgrid(ticks, along, indexing="ij")  # (lines, samples) each
+    vertical = np.stack([tick, run], axis=-1)  # x fixed, y runs
+    horizontal = np.stack([run, tick], axis=-1)  # y fixed, x runs
+    return np.concatenate([vertical, horizontal]).reshape(-1, 2)
 
 
 def start_points(dataset: str, direction: str, n_points: int, seed: int = 0):
-    """The cloud a pass starts from: N(0, I) draws to generate, data samples to normalize."""
-    import torch
+    """The cloud a pass starts from: N(0, I) draws to generate, data samples to normalize.
 
+    A float32 array (n_points, 2), the same for a torch flow and a NumPy one.
+    """
     from flowedu import datasets
 
     if direction == "generate":
-        return torch.randn(n_points, 2, generator=torch.Generator().manual_seed(seed))
-    return datasets.sample(dataset, n_points, seed=seed)
+        x = np.random.default_rng(seed).standard_normal((n_points, 2))
+    else:
+        x = datasets.sample_array(dataset, n_points, seed=seed)
+    return x.astype(np.float32)
 
 
 def layer_names(flow, direction: str) -> list[str]:
@@ -195,29 +197,15 @@ def compute_frames(
     """
     import time
 
-    import torch
-
-    from flowedu.checks import skip_finite_checks
-
     check_setting(dataset, direction, n_points)
     start = time.perf_counter()
     half = view_half_width(dataset)
     x = start_points(dataset, direction, n_points, seed)
     if grid:
         extent = LATENT_EXTENT if direction == "generate" else round(half / 1.15, 1)
-        lines = grid_lines(extent)
-        x = torch.cat([x, lines])
-    x = x.to(flow.device, flow.dtype)
-    with torch.inference_mode(), skip_finite_checks():  # trace checks each layer's output
-        traces = [flow.trace(chunk, direction) for chunk in x.split(TRACE_CHUNK)]
-
-        def joined(parts):  # the chunks' lists of tensors, joined layer by layer and stacked
-            return torch.stack([torch.cat(layer) for layer in zip(*parts, strict=True)])
-
-        points = joined(t.points for t in traces)  # (L + 1, n + n_grid, 2)
-        log_dets = joined(t.log_dets for t in traces)  # (L, n + n_grid)
-    stacked = points.float().cpu().numpy()
-    log_dets = log_dets.float().cpu().numpy()[:, :n_points]  # (L, n)
+        x = np.concatenate([x, grid_lines(extent)])
+    stacked, log_dets = _trace_in_chunks(flow, x, direction)
+    log_dets = log_dets[:, :n_points]  # (L, n)
     scale = logdet_scale(log_dets)
     return Frames(
         dataset=dataset,
@@ -232,6 +220,41 @@ def compute_frames(
         half=half,
         seconds=time.perf_counter() - start,
     )
+
+
+def is_numpy_flow(flow) -> bool:
+    """Whether `flow` is a numpy_flow.NumpyFlow (else a torch flowedu Flow)."""
+    return getattr(flow, "backend", "torch") == "numpy"
+
+
+def _trace_in_chunks(flow, x: np.ndarray, direction: str) -> tuple[np.ndarray, np.ndarray]:
+    """Flow.trace over x (float32, (n, 2)) in chunks: (L + 1, n, 2) points, (L, n) log-dets."""
+    chunks = [x[i : i + TRACE_CHUNK] for i in range(0, len(x), TRACE_CHUNK)]
+    if is_numpy_flow(flow):
+        traces = [flow.trace(chunk, direction) for chunk in chunks]
+        points = np.stack(
+            [np.concatenate(layer) for layer in zip(*(t.points for t in traces), strict=True)]
+        )
+        log_dets = np.stack(
+            [np.concatenate(k) for k in zip(*(t.log_dets for t in traces), strict=True)]
+        )
+        return points.astype(np.float32, copy=False), log_dets.astype(np.float32, copy=False)
+    import torch
+
+    from flowedu.checks import skip_finite_checks
+
+    with torch.inference_mode(), skip_finite_checks():  # trace checks each layer's output
+        traces = [
+            flow.trace(torch.from_numpy(chunk).to(flow.device, flow.dtype), direction)
+            for chunk in chunks
+        ]
+
+        def joined(parts):  # the chunks' lists of tensors, joined layer by layer and stacked
+            return torch.stack([torch.cat(layer) for layer in zip(*parts, strict=True)])
+
+        points = joined(t.points for t in traces).float().cpu().numpy()  # (L + 1, n, 2)
+        log_dets = joined(t.log_dets for t in traces).float().cpu().numpy()  # (L, n)
+    return points, log_dets
 
 
 def release_freed_memory(collect: bool = False) -> None:
@@ -280,26 +303,39 @@ def density_heatmaps(flow, half: float, size: int = HEATMAP_SIZE) -> np.ndarray:
     is the top of the view (y = +half), column 0 its left (x = -half).
     Costs L (L + 1) / 2 layer passes over size^2 points: computed once per flow.
     """
+    # Pixel centres, top row first.
+    c = ((np.arange(size, dtype=np.float32) + 0.5) / size * 2 * half - half).astype(np.float32)
+    ys, xs = np.meshgrid(c[::-1], c, indexing="ij")
+    pixels = np.stack([xs, ys], axis=-1).reshape(-1, 2)
+    n = len(flow.layers)
+    images = np.zeros((n + 1, size, size), dtype=np.uint8)
+    for j in range(n + 1):  # the space after layers[:j] of the normalize pass
+        logp = _log_density_after(flow, pixels, j)
+        logp = np.nan_to_num(logp.astype(np.float64), nan=-np.inf)
+        p = np.exp(logp - logp.max()) if np.isfinite(logp.max()) else np.zeros_like(logp)
+        images[n - j] = np.rint(255 * np.sqrt(p)).reshape(size, size).astype(np.uint8)
+    return images
+
+
+def _log_density_after(flow, h: np.ndarray, j: int) -> np.ndarray:
+    """log N(z; 0, I) + log|det dz/dh| for points h in the space after flow.layers[:j]."""
+    layers = list(flow.layers)[j:]
+    if is_numpy_flow(flow):
+        log_det = np.zeros(len(h), np.float32)
+        for layer in layers:
+            h, ld = layer.forward(h)
+            log_det = log_det + ld
+        half_log_2pi = 0.5 * h.shape[1] * math.log(2 * math.pi)
+        return -0.5 * (h.astype(np.float64) ** 2).sum(1) - half_log_2pi + log_det
     import torch
 
     from flowedu.checks import skip_finite_checks
     from flowedu.flow import standard_normal_log_prob
 
-    # Pixel centres, top row first.
-    c = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 * half - half
-    ys, xs = torch.meshgrid(c.flip(0), c, indexing="ij")
-    pixels = torch.stack([xs, ys], dim=-1).reshape(-1, 2).to(flow.device, flow.dtype)
-    layers = list(flow.layers)
-    n = len(layers)
-    images = np.zeros((n + 1, size, size), dtype=np.uint8)
     with torch.inference_mode(), skip_finite_checks():
-        for j in range(n + 1):  # the space after layers[:j] of the normalize pass
-            h, log_det = pixels, torch.zeros(len(pixels), device=pixels.device)
-            for layer in layers[j:]:
-                h, ld = layer(h)
-                log_det = log_det + ld
-            logp = (standard_normal_log_prob(h) + log_det).float().cpu().numpy()
-            logp = np.nan_to_num(logp, nan=-np.inf)
-            p = np.exp(logp - logp.max()) if np.isfinite(logp.max()) else np.zeros_like(logp)
-            images[n - j] = np.rint(255 * np.sqrt(p)).reshape(size, size).astype(np.uint8)
-    return images
+        x = torch.from_numpy(h).to(flow.device, flow.dtype)
+        log_det = torch.zeros(len(x), device=x.device)
+        for layer in layers:
+            x, ld = layer(x)
+            log_det = log_det + ld
+        return (standard_normal_log_prob(x) + log_det).float().cpu().numpy()

@@ -27,6 +27,25 @@ class TrainResult:
     metadata: dict = field(default_factory=dict)
 
 
+def import_torch(threads: int | None = 1) -> float:
+    """Import torch (and flowedu's training code) if it is not loaded yet; return the seconds
+    it took. The dashboard's kernel shows the shipped flows without torch and calls this,
+    in a background thread, the first time Train is pressed. threads: torch's CPU threads
+    (None: its default); one per kernel keeps a shared server's cores from oversubscribing.
+    """
+    import sys
+
+    start = time.perf_counter()
+    fresh = "torch" not in sys.modules
+    import torch
+
+    import flowedu.train  # noqa: F401  (fit, nll and the recipes come with it)
+
+    if threads is not None and fresh:
+        torch.set_num_threads(threads)
+    return time.perf_counter() - start if fresh else 0.0
+
+
 def default_steps(device) -> int:
     """A run that takes well under a minute: 1500 steps on a CPU, 4000 on a GPU."""
     return 1500 if device.type == "cpu" else 4000
