@@ -8,6 +8,7 @@ architecture (the weights are loaded separately).
 
 from __future__ import annotations
 
+from .autoregressive import autoregressive_flow
 from .flow import Flow
 from .images.model import image_flow
 from .pretrained_flows import check_model
@@ -19,6 +20,7 @@ BUILDERS = {
     "realnvp": realnvp,
     "image_flow": image_flow,
     "spline_flow": spline_flow,
+    "autoregressive_flow": autoregressive_flow,
 }
 
 # The recipe of each shipped family (pretrained_flows.MODELS): one flow per toy dataset.

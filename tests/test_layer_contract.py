@@ -24,6 +24,7 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
+from flowedu.autoregressive import MaskedAutoregressive
 from flowedu.couplings import (
     AdditiveCoupling,
     AffineCoupling,
@@ -72,6 +73,10 @@ LAYERS = [
     ),
     Case("spline", _new(lambda: SplineCoupling(half_mask(2), HIDDEN, 8, 3.0)), (2,)),
     Case("spline 5d", _new(lambda: SplineCoupling(alternating_mask(5, 1), HIDDEN, 5)), (5,)),
+    Case("MAF affine", _new(lambda: MaskedAutoregressive(3, HIDDEN, "affine", "x")), (3,)),
+    Case("MAF spline", _new(lambda: MaskedAutoregressive(3, HIDDEN, "spline", "x", 6)), (3,)),
+    Case("IAF affine", _new(lambda: MaskedAutoregressive(4, HIDDEN, "affine", "z")), (4,)),
+    Case("IAF spline", _new(lambda: MaskedAutoregressive(2, HIDDEN, "spline", "z", 5, 3.0)), (2,)),
 ]
 IDENTITY_AT_INIT = [case for case in LAYERS if case.identity_at_init]
 WITH_WEIGHTS = [case for case in LAYERS if case.has_weights]
