@@ -142,3 +142,60 @@ def test_every_shipped_family_has_a_recipe_and_the_first_is_the_default():
     assert tuple(recipes.SHIPPED) == pretrained_flows.MODELS
     default = inspect.signature(pretrained_flows.load_pretrained).parameters["model"].default
     assert default == pretrained_flows.MODELS[0] == "realnvp"
+
+
+# --- the spline family ------------------------------------------------------------------------
+
+
+def test_every_dataset_has_a_shipped_spline_flow_smaller_than_the_realnvp_one():
+    assert pretrained_flows.available("spline") == list(datasets.NAMES)
+    spline, meta = pretrained_flows.load_pretrained("rings", model="spline")
+    realnvp, _ = pretrained_flows.load_pretrained("rings")
+    n_spline = sum(p.numel() for p in spline.parameters())
+    assert n_spline == meta["n_params"] < sum(p.numel() for p in realnvp.parameters())
+    assert spline.config["builder"] == "spline_flow" and meta["model"] == "spline"
+
+
+@pytest.mark.parametrize("name", datasets.NAMES)
+def test_shipped_spline_flow_is_within_0_02_nats_of_the_data_on_fresh_samples(name):
+    """The target of the spline family: KL(p || q) <= 0.02 on 100k fresh samples, in the
+    data's own coordinates, and the gap the metadata states is reproduced."""
+    from flowedu.train import kl_gap
+
+    flow, meta = pretrained_flows.load_pretrained(name, model="spline")
+    assert REQUIRED | {"kl_gap", "kl_gap_stderr", "round_trip_z4_float32"} <= set(meta)
+    gap = kl_gap(flow, name, datasets.sample(name, 100_000, seed=2027))
+    assert gap.value + 2 * gap.stderr <= 0.02, str(gap)
+    combined = math.hypot(gap.stderr, meta["kl_gap_stderr"])
+    assert abs(gap.value - meta["kl_gap"]) < 4 * combined + 1e-4, (gap, meta["kl_gap"])
+
+
+ROUND_TRIP_MISSES = {"rings": "round trip error 2.4e-3 at z ~ 4 N(0, I) in float32"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(reason=ROUND_TRIP_MISSES[n], strict=True))
+        if n in ROUND_TRIP_MISSES
+        else n
+        for n in datasets.NAMES
+    ],
+)
+def test_shipped_spline_flow_round_trips_in_float32_far_in_the_tails(name):
+    """Target: |f^-1(f(z)) - z| <= 1e-3 in float32 for z ~ 4 N(0, I)."""
+    flow, meta = pretrained_flows.load_pretrained(name, model="spline")
+    z = 4 * torch.randn(100_000, 2, generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        err = (flow(flow.inverse(z)[0])[0] - z).abs().max().item()
+    assert err <= 1e-3 and meta["round_trip_z4_float32"] <= 1e-3, err
+
+
+def test_the_pretrain_command_trains_a_spline_flow(tmp_path):
+    from flowedu import checkpoint, pretrain
+
+    argv = ["--model", "spline", "--datasets", "rings", "--steps", "30", "--batch-size", "64"]
+    pretrain.main([*argv, "--device", "cpu", "--out", str(tmp_path), "--no-compile"])
+    flow, meta = checkpoint.load(tmp_path / "rings.safetensors")
+    assert flow.config["builder"] == "spline_flow" and meta["model"] == "spline"
+    assert meta["steps"] == 30 and meta["kl_gap_paired"] is True
