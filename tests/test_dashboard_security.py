@@ -219,6 +219,20 @@ def test_class_password_cap_and_xsrf_checked_shutdown():
         status, body = second.get("?token=class-secret")
         assert status == 200 and KERNEL_ID.search(body), body[:300]
 
+        # Content-hashed static files are cached for good; others are revalidated.
+        from flowedu.app.serve import HASHED_NAME, IMMUTABLE
+
+        share = Path(sys.prefix) / "share" / "jupyter" / "voila" / "labextensions"
+        files = sorted(share.glob("@voila-dashboards/widgets-manager8/static/*.js"))
+        hashed = next(f for f in files if HASHED_NAME.search(f.name))
+        for path, cached in [
+            (hashed, True),
+            (share / "@voila-dashboards/widgets-manager8/package.json", False),
+        ]:
+            url = f"{server.url}voila/labextensions/{path.relative_to(share)}"
+            with urllib.request.urlopen(url, timeout=30) as r:
+                assert (r.headers.get("Cache-Control") == IMMUTABLE) == cached, (path, r.headers)
+
 
 # ----------------------------------------------------------------------------- browser
 

@@ -19,6 +19,8 @@ scripts/serve_dashboard.sh (and `make dashboard`) run this. What it adds to plai
 - A cap on kernels (FLOWEDU_MAX_KERNELS, default from the machine's memory): beyond it a
   visitor gets a short "the class is full, try again in a minute" page (HTTP 503) instead
   of a server that runs out of memory.
+- Content-hashed static files (the widget manager's webpack chunks) are cached by the
+  browser for good, so a reload downloads and asks the server nothing for them.
 - The pre-heated pool (--pool_size, CLASS_SIZE in the script): kernels are started one or
   two at a time, and a kernel taken by a visitor is replaced only once no visitor has
   arrived for a few seconds, so the refill never competes with the arrivals for CPU.
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import struct
 import sys
 import time
@@ -162,6 +165,27 @@ def _page_handler(base):
     return ClassPageHandler
 
 
+# ------------------------------------------------------------------------- static files
+
+# A webpack chunk named by its content's hash (e.g. 496.ad7666673ba278088e95.js) never
+# changes under that name: a browser may keep it, and a reload then asks the server nothing.
+HASHED_NAME = re.compile(r"[./-][0-9a-f]{16,}\.(js|css|woff2?|ttf|svg|png)$")
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def _cached_static_handler(base):
+    """Voila's labextension file handler, with long caching for content-hashed files."""
+
+    class CachedStaticHandler(base):
+        def set_headers(self):
+            super().set_headers()
+            if HASHED_NAME.search(self.request.path):
+                self.set_header("Cache-Control", IMMUTABLE)
+
+    CachedStaticHandler.__name__ = CachedStaticHandler.__qualname__ = "CachedStaticHandler"
+    return CachedStaticHandler
+
+
 # ------------------------------------------------------------------------- kernels
 
 
@@ -270,6 +294,8 @@ def _voila_class():
             for spec in handlers:
                 if len(spec) >= 2 and spec[1] is voila_app.TornadoVoilaHandler:
                     spec = (spec[0], _page_handler(spec[1]), *spec[2:])
+                elif len(spec) >= 2 and "labextensions" in spec[0]:
+                    spec = (spec[0], _cached_static_handler(spec[1]), *spec[2:])
                 out.append(spec)
             return out
 
