@@ -3,6 +3,7 @@
 #
 #   scripts/pretrain_all.sh OUT_DIR [SECONDS] [-- ARGS for python -m flowedu.pretrain]
 #   scripts/pretrain_all.sh flowedu/pretrained 540 -- --steps 20000 --seeds 2
+#   scripts/pretrain_all.sh flowedu/pretrained/spline 900 -- --model spline --steps 15000
 #
 # A 2D flow is too small to keep a GPU busy: one training run mostly waits for the CPU to
 # launch kernels, so eight runs side by side finish far sooner than eight in a row. Each
