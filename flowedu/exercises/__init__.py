@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flowedu.exercises import basics, images
+from flowedu.exercises import basics, images, splines
 from flowedu.exercises.verdicts import Result
 
 EXERCISES: dict[str, tuple[Callable[[Callable], Result], str]] = {
     **basics.EXERCISES,
     **images.EXERCISES,
+    **splines.EXERCISES,
 }
 
 
