@@ -34,14 +34,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..checks import check_finite, check_positive_int
+from .. import checks
+from ..checks import check_finite, check_positive_int, check_same_dtype_device
 from .data import LEVELS
 
 
 def check_image_batch(
     x: object, channels: int | None = None, name: str = "x", size: tuple | None = None
 ) -> torch.Tensor:
-    """Check that `x` is a finite float tensor of shape (batch, channels, height, width)."""
+    """Check that `x` is a finite float tensor of shape (batch, channels, height, width).
+
+    Like checks.check_points, the scan for NaN and infinity is left out inside
+    checks.skip_finite_checks() (a caller that checked its input once)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(
             f"{name} must be a torch.Tensor of shape (batch, channels, height, width), got "
@@ -62,6 +66,8 @@ def check_image_batch(
         raise TypeError(
             f"{name} must be a floating-point tensor, got {x.dtype}; use {name}.float()"
         )
+    if not getattr(checks._state, "skip", False):
+        check_finite(x, name)
     return x
 
 
@@ -159,6 +165,7 @@ class ActNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         check_image_batch(x, self.channels)
+        check_same_dtype_device(x, self.loc)
         if not bool(self.initialized):
             self.initialize(x)
         z = (x - self.loc) * torch.exp(-self.log_scale)
@@ -167,6 +174,7 @@ class ActNorm(nn.Module):
 
     def inverse(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         check_image_batch(z, self.channels, "z")
+        check_same_dtype_device(z, self.loc, "z")
         x = z * torch.exp(self.log_scale) + self.loc
         hw = z.shape[2] * z.shape[3]
         return x, _per_image(hw * self.log_scale.sum(), z.shape[0])
@@ -214,6 +222,7 @@ class InvConv1x1(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         check_image_batch(x, self.channels)
+        check_same_dtype_device(x, self.log_s)
         w = self.weight()
         z = F.conv2d(x, w[:, :, None, None])
         hw = x.shape[2] * x.shape[3]
@@ -221,6 +230,7 @@ class InvConv1x1(nn.Module):
 
     def inverse(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         check_image_batch(z, self.channels, "z")
+        check_same_dtype_device(z, self.log_s, "z")
         w_inv = torch.linalg.inv(self.weight())
         x = F.conv2d(z, w_inv[:, :, None, None])
         hw = z.shape[2] * z.shape[3]
@@ -391,12 +401,7 @@ class ConvCoupling(nn.Module):
         check_image_batch(x, self.channels, name)
         if self.mask == "checkerboard" and x.shape[2] * x.shape[3] < 2:
             raise ValueError(f"a checkerboard needs at least 2 pixels, got {tuple(x.shape)}")
-        weight = self.net[0].weight
-        if x.dtype != weight.dtype or x.device != weight.device:
-            raise TypeError(
-                f"{name} is {x.dtype} on {x.device} but the layer's weights are {weight.dtype} "
-                f"on {weight.device}; convert one of them"
-            )
+        check_same_dtype_device(x, self.net[0].weight, name)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None):
         """z = g(x) and log|det dz/dx| per image."""
