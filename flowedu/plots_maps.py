@@ -393,7 +393,8 @@ def _draw_shape(ax, verts: Tensor, fn: Callable[[Tensor], Tensor], color, hatch,
         seg = fn(torch.tensor([start, end], dtype=torch.float64)).numpy()
         ax.plot(seg[:, 0], seg[:, 1], color="black", lw=4, solid_capstyle="round")
     centre = v.mean(axis=0)
-    span = max(float(np.abs(v - centre).max()), 0.3)
+    edge1, edge2 = v[1] - v[0], v[3] - v[0]
+    flat = abs(edge1[0] * edge2[1] - edge1[1] * edge2[0]) < 1e-9  # det = 0: a segment
     for k, name in [(1, "e₁"), (3, "e₂")]:  # the corners (1, 0) and (0, 1)
         ax.annotate(
             "",
@@ -403,20 +404,53 @@ def _draw_shape(ax, verts: Tensor, fn: Callable[[Tensor], Tensor], color, hatch,
         )
         label = name if gid == "square" else f"A{name}"
         mid = 0.5 * (v[k] + v[0])
-        away = _unit(mid - centre) * 0.16 * span
-        ax.text(*(mid + away), label, ha="center", va="center", fontsize=14)
+        # Beside the arrow (perpendicular to it), on the outer side of the shape; on a
+        # segment, e1's label on one side and e2's on the other, so they never overlap.
+        side = _normal(v[k] - v[0])
+        outward = float(side @ (mid - centre))
+        sign = (1.0 if k == 1 else -1.0) if flat or abs(outward) < 1e-9 else np.sign(outward)
+        _label(ax, mid, sign * side, 16, label, fontsize=14)
     ax.plot(*v[1], marker="*", ms=20, color="gold", mec="black", zorder=5)
+    line = _normal(edge1 if float(np.hypot(*edge1)) > 1e-9 else edge2)
     for k, p in enumerate(v):
-        q = p + _unit(p - centre) * 0.3 * span
-        ax.text(
-            *q,
+        # Away from the centre; on a segment, corners inside it go beside the segment
+        # (2 and 4 on opposite sides) instead of onto the arrows.
+        inside = (
+            flat
+            and k in (1, 3)
+            and float(np.hypot(*(p - centre)))
+            < 0.9 * max(float(np.hypot(*(q - centre))) for q in v)
+        )
+        direction = (line if k == 1 else -line) if inside else p - centre
+        _label(
+            ax,
+            p,
+            direction,
+            22,
             str(k + 1),
-            ha="center",
-            va="center",
             fontsize=12,
             fontweight="bold",
             bbox=dict(boxstyle="circle,pad=0.2", fc="white", ec=GRID_COLOR),
         )
+
+
+def _label(ax, at: np.ndarray, direction: np.ndarray, points: float, text: str, **style):
+    """`text` a fixed distance (in points, so at any zoom) from `at`, towards `direction`."""
+    d = _unit(direction)
+    ax.annotate(
+        text,
+        xy=at,
+        xytext=(d[0] * points, d[1] * points),
+        textcoords="offset points",
+        ha="center",
+        va="center",
+        **style,
+    )
+
+
+def _normal(v: np.ndarray) -> np.ndarray:
+    """A unit vector perpendicular to v."""
+    return _unit(np.array([-v[1], v[0]]))
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
