@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checks import check_positive_int
+from ..checks import check_points, check_positive_int, skip_finite_checks
 from ..flow import Flow, NonFiniteError, Trace, recipe, standard_normal_log_prob
 from .data import LEVELS, N_PIXELS, SHAPE
 from .dequantization import VariationalDequantizer
@@ -81,24 +81,27 @@ class ImageFlow(Flow):
         """z = f^-1(x), flattened to (batch, dim), and log|det df^-1/dx|."""
         h = self._check_x(x)
         log_det = x.new_zeros(x.shape[0])
-        for layer in self.layers:
-            h, ld = layer(h)
-            log_det = log_det + ld
+        with skip_finite_checks():  # x was checked once above; layers needn't scan it again
+            for layer in self.layers:
+                h, ld = layer(h)
+                log_det = log_det + ld
         return h.reshape(x.shape[0], self.dim), log_det
 
     def _latent(self, z: torch.Tensor) -> torch.Tensor:
         if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != self.dim:
             got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
             raise ValueError(f"expected z of shape (batch, {self.dim}), got {got}")
+        check_points(z, self.dim, "z")  # NaN, infinities, dtype: once here, not in every layer
         return z.reshape(z.shape[0], *self.latent_shape)
 
     def inverse(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x = f(z) as images (batch, C, H, W) and log|det df/dz|, for z of shape (batch, dim)."""
         h = self._latent(z)
         log_det = z.new_zeros(z.shape[0])
-        for layer in reversed(self.layers):
-            h, ld = layer.inverse(h)
-            log_det = log_det + ld
+        with skip_finite_checks():
+            for layer in reversed(self.layers):
+                h, ld = layer.inverse(h)
+                log_det = log_det + ld
         return h, log_det
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
