@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--seeds", type=int, default=None, help="runs per dataset, best kept; default: 3 GPU, 1 CPU"
     )
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds run: first-seed, first-seed + 1, ..."
+    )
     parser.add_argument("--out", type=Path, default=None, help="default: the model's folder")
     parser.add_argument(
         "--no-compile",
@@ -149,6 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     n_seeds = args.seeds if args.seeds is not None else (3 if gpu else 1)
     if n_seeds < 1:
         parser.error(f"--seeds must be at least 1, got {n_seeds}")
+    if args.first_seed < 0:
+        parser.error(f"--first-seed must be 0 or more, got {args.first_seed}")
+    seeds = tuple(range(args.first_seed, args.first_seed + n_seeds))
     print(
         f"training {len(args.datasets)} {args.model} flows on {device_name(device)}: "
         f"{steps} steps x {batch}, best of {n_seeds} seed(s)"
@@ -157,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     print("| --- | --- | --- | --- | --- |")
     for name in args.datasets:
         m = pretrain_one(
-            name, steps, batch, args.lr, device, seeds=tuple(range(n_seeds)), out_dir=args.out,
+            name, steps, batch, args.lr, device, seeds=seeds, out_dir=args.out,
             progress=False, compile=not args.no_compile, model=args.model,
         )  # fmt: skip
         print(
