@@ -1,6 +1,7 @@
 """Measure the dashboard: frames/s in the browser, time to interactive, frame-data time.
 
-    python benchmarks/dashboard_fps.py [--points 5000] [--seconds 6]
+    python benchmarks/dashboard_fps.py [--points 5000] [--seconds 6] [--dataset rings]
+                                       [--family spline]
 
 Targets (from the issue; printed, never asserted):
 - >= 50 frames/s with 5,000 points plus the grid (headless chromium caps
@@ -9,8 +10,9 @@ Targets (from the issue; printed, never asserted):
   on the CPU;
 - the page interactive (first frame drawn) < 3 s after opening, with a pre-heated kernel.
 
-Flows come from $FLOWEDU_PRETRAINED_DIR or flowedu/pretrained/; a missing one is replaced by
-an untrained flow of the shipped recipe, which costs the same to run. Voila listens on
+Flows come from $FLOWEDU_PRETRAINED_DIR or flowedu/pretrained/, loaded as the dashboard loads
+them (with NumPy where every layer has a NumPy twin, else with torch); a missing one is
+replaced by an untrained flow of the shipped recipe, which costs the same to run. Voila listens on
 127.0.0.1 only and is stopped at the end, whatever happens; the whole run is bounded.
 """
 
@@ -31,19 +33,24 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
 
 
-def frame_data_times(dataset: str, n_points: int, repeats: int) -> dict[str, float]:
+def frame_data_times(dataset: str, family: str, n_points: int, repeats: int) -> dict[str, float]:
     """Median milliseconds to compute the frames of a new setting, in this process."""
     import torch
 
     from flowedu import pretrained_flows
     from flowedu.app import frames as fr
+    from flowedu.app import numpy_flow
     from flowedu.app.dashboard import _untrained_flow
 
     torch.set_num_threads(1)  # as the dashboard's kernel does (Dashboard(torch_threads=1))
-    try:
-        flow, _ = pretrained_flows.load_pretrained(dataset)
+    try:  # as Dashboard._load does
+        try:
+            flow, _ = numpy_flow.load_shipped(dataset, family)
+        except numpy_flow.UnsupportedFlow:
+            flow, _ = pretrained_flows.load_pretrained(dataset, family)
     except pretrained_flows.MissingCheckpointError:
-        flow = _untrained_flow(dataset)
+        flow = _untrained_flow(dataset, family)
+    print(f"{family} flow on {dataset}: {type(flow).__name__}")
     fr.compute_frames(flow, dataset, "generate", n_points)  # warm up
     out = {}
 
@@ -87,7 +94,29 @@ def measure_fps(page, seconds: float) -> tuple[float, float]:
     return (f1 - f0) / ((t1 - t0) / 1000), draw_ms
 
 
-def browser_numbers(n_points: int, seconds: float, loads: int) -> dict[str, float]:
+def show_setting(page, dataset: str, family: str) -> None:
+    """Switch the page to `dataset` and `family`, waiting for each one's frames."""
+    from flowedu.app.dashboard import FAMILY_LABELS
+
+    def then_wait(act) -> None:
+        version = int(page.locator(WIDGET).get_attribute("data-version"))
+        act()
+        page.wait_for_function(
+            f"(v) => Number(document.querySelector('{WIDGET}').dataset.version) > v",
+            arg=version,
+        )
+
+    select = page.locator(".flowedu-app select").first
+    if select.input_value() != dataset:
+        then_wait(lambda: select.select_option(dataset))
+    button = page.locator(".flowedu-family button", has_text=FAMILY_LABELS.get(family, family))
+    if "mod-active" not in (button.get_attribute("class") or ""):
+        then_wait(button.click)
+
+
+def browser_numbers(
+    n_points: int, seconds: float, loads: int, dataset: str, family: str
+) -> dict[str, float]:
     from playwright.sync_api import sync_playwright
     from voila_server import serve, wait_until_idle
 
@@ -115,6 +144,7 @@ def browser_numbers(n_points: int, seconds: float, loads: int) -> dict[str, floa
                     out[f"navigation to first frame drawn (interactive), visit {visit}, s"] = (
                         page.evaluate("window.__flowedu_first_frame_ms") / 1000
                     )
+                show_setting(page, dataset, family)
                 version = int(page.locator(WIDGET).get_attribute("data-version"))
                 page.locator(".flowedu-app select").nth(1).select_option(label=f"{n_points:,}")
                 page.wait_for_function(
@@ -142,6 +172,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=6.0, help="of play per fps reading")
     parser.add_argument("--dataset", default="moons")
+    parser.add_argument("--family", default="realnvp", help="realnvp or spline")
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--loads", type=int, default=2, help="page visits (one kernel each)")
     parser.add_argument("--timeout", type=int, default=300, help="give up after this many s")
@@ -157,8 +188,8 @@ def main() -> None:
     source = os.environ.get("FLOWEDU_PRETRAINED_DIR") or "flowedu/pretrained/"
     print(f"pretrained flows from: {source}")
     print(f"CPU load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    rows = frame_data_times(args.dataset, args.points, args.repeats)
-    rows |= browser_numbers(args.points, args.seconds, args.loads)
+    rows = frame_data_times(args.dataset, args.family, args.points, args.repeats)
+    rows |= browser_numbers(args.points, args.seconds, args.loads, args.dataset, args.family)
     targets = {"frames/s": ">= 50", "frame data": "< 100 ms", "first frame": "< 3 s"}
     print("\n| measure | value | target |\n| --- | --- | --- |")
     for name, value in rows.items():
