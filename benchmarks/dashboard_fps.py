@@ -12,8 +12,9 @@ Targets (from the issue; printed, never asserted):
 
 Flows come from $FLOWEDU_PRETRAINED_DIR or flowedu/pretrained/, loaded as the dashboard loads
 them (with NumPy where every layer has a NumPy twin, else with torch); a missing one is
-replaced by an untrained flow of the shipped recipe, which costs the same to run. Voila listens on
-127.0.0.1 only and is stopped at the end, whatever happens; the whole run is bounded.
+replaced by an untrained flow of the shipped recipe, which costs the same to run. Voila
+listens on 127.0.0.1 only and is stopped at the end, whatever happens; the whole run is
+bounded.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # voila_server.py
-from voila_server import CHROMIUM, CHROMIUM_ARGS, FRAMES_AND_MOVING_MS, WIDGET  # noqa: E402
+from voila_server import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    FRAMES_AND_MOVING_MS,
+    WIDGET,
+    wait_for_version_after,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
@@ -39,15 +46,11 @@ def frame_data_times(dataset: str, family: str, n_points: int, repeats: int) -> 
 
     from flowedu import pretrained_flows
     from flowedu.app import frames as fr
-    from flowedu.app import numpy_flow
-    from flowedu.app.dashboard import _untrained_flow
+    from flowedu.app.dashboard import _untrained_flow, load_shipped_flow
 
     torch.set_num_threads(1)  # as the dashboard's kernel does (Dashboard(torch_threads=1))
-    try:  # as Dashboard._load does
-        try:
-            flow, _ = numpy_flow.load_shipped(dataset, family)
-        except numpy_flow.UnsupportedFlow:
-            flow, _ = pretrained_flows.load_pretrained(dataset, family)
+    try:
+        flow, _ = load_shipped_flow(dataset, family)
     except pretrained_flows.MissingCheckpointError:
         flow = _untrained_flow(dataset, family)
     print(f"{family} flow on {dataset}: {type(flow).__name__}")
@@ -101,10 +104,7 @@ def show_setting(page, dataset: str, family: str) -> None:
     def then_wait(act) -> None:
         version = int(page.locator(WIDGET).get_attribute("data-version"))
         act()
-        page.wait_for_function(
-            f"(v) => Number(document.querySelector('{WIDGET}').dataset.version) > v",
-            arg=version,
-        )
+        wait_for_version_after(page, version)
 
     select = page.locator(".flowedu-app select").first
     if select.input_value() != dataset:
@@ -147,10 +147,7 @@ def browser_numbers(
                 show_setting(page, dataset, family)
                 version = int(page.locator(WIDGET).get_attribute("data-version"))
                 page.locator(".flowedu-app select").nth(1).select_option(label=f"{n_points:,}")
-                page.wait_for_function(
-                    f"(v) => Number(document.querySelector('{WIDGET}').dataset.version) > v",
-                    arg=version,
-                )
+                wait_for_version_after(page, version)
                 fps, draw_ms = measure_fps(page, seconds)
                 out[f"frames/s, {n_points:,} points + grid"] = fps
                 out[f"JavaScript per frame, {n_points:,} points + grid, ms"] = draw_ms
@@ -168,11 +165,13 @@ def browser_numbers(
 
 
 def main() -> None:
+    from flowedu.pretrained_flows import MODELS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=6.0, help="of play per fps reading")
     parser.add_argument("--dataset", default="moons")
-    parser.add_argument("--family", default="realnvp", help="realnvp or spline")
+    parser.add_argument("--family", default="realnvp", choices=MODELS)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--loads", type=int, default=2, help="page visits (one kernel each)")
     parser.add_argument("--timeout", type=int, default=300, help="give up after this many s")

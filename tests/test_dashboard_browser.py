@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET
+from voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET, wait_for_version_after
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
@@ -105,12 +105,6 @@ def app(pretrained_dir):
 
 def version(page) -> int:
     return int(page.locator(WIDGET).get_attribute("data-version"))
-
-
-def wait_for_version_after(page, old: int) -> None:
-    page.wait_for_function(
-        f"(v) => Number(document.querySelector('{WIDGET}').dataset.version) > v", arg=old
-    )
 
 
 def pause_at(page, position: float) -> None:

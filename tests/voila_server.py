@@ -36,6 +36,15 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 WIDGET = ".flowedu-canvas-widget"  # the dashboard canvas, once it is on the page
+
+
+def wait_for_version_after(page, old: int) -> None:
+    """Wait (Playwright, sync) until the canvas shows frames newer than version `old`."""
+    page.wait_for_function(
+        f"(v) => Number(document.querySelector('{WIDGET}').dataset.version) > v", arg=old
+    )
+
+
 # What the benchmarks read to get frames/s: frames drawn so far, and milliseconds of play
 # spent moving (canvas.js keeps both; the rest at the end of a pass draws nothing).
 FRAMES_AND_MOVING_MS = "[window.__flowedu_frames, window.__flowedu_moving_ms]"

@@ -224,13 +224,9 @@ class Dashboard:
             return self._flows[key]
 
     def _load(self, family: str, dataset: str) -> tuple:
-        """The shipped flow, with NumPy where every layer has a NumPy twin, else with torch."""
+        """The shipped flow as load_shipped_flow gives it, or an untrained one if it is missing."""
         try:
-            try:
-                flow, metadata = numpy_flow.load_shipped(dataset, family)
-            except numpy_flow.UnsupportedFlow:
-                flow, metadata = pretrained_flows.load_pretrained(dataset, family)
-            return flow, metadata, "shipped"
+            return (*load_shipped_flow(dataset, family), "shipped")
         except pretrained_flows.MissingCheckpointError as err:
             self._say(f"\u26a0 {html.escape(str(err))}. Showing an untrained flow.")
             return _untrained_flow(dataset, family), {}, "untrained"
@@ -452,6 +448,15 @@ def shipped_families() -> list[str]:
 
 def _fmt(value, fmt: str) -> str:
     return "\u2014" if value is None else format(value, fmt)
+
+
+def load_shipped_flow(dataset: str, family: str) -> tuple:
+    """(flow, metadata) of a shipped flow as the dashboard shows it: with NumPy where every
+    layer has a NumPy twin (no torch needed), else with torch. Raises MissingCheckpointError."""
+    try:
+        return numpy_flow.load_shipped(dataset, family)
+    except numpy_flow.UnsupportedFlow:
+        return pretrained_flows.load_pretrained(dataset, family)
 
 
 def _untrained_flow(dataset: str, family: str = "realnvp"):
