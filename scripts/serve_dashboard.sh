@@ -8,23 +8,19 @@
 # Run from anywhere: it changes to the repository root, so Voila also reads ./voila.json
 # (light theme, code cells hidden). Visitors can use the widgets but never run code.
 # What it runs is python -m flowedu.app.serve (Voila with XSRF checks on, checked kernel
-# websocket frames and a cap on kernels; see that module and docs/classroom.md).
+# websocket frames, a cap on kernels, and kernels with one thread each at a lower CPU
+# priority than the web server; see that module and docs/classroom.md).
 #
 # CLASS_SIZE (default 1): kernels kept pre-heated, each having run the notebook already,
 #   so that that many visitors arriving together each get the page at once. They are
 #   started one or two at a time when the server starts (about a second each), and a
-#   taken one is replaced once nobody has arrived for a few seconds.
+#   taken one is replaced once the server has been quiet for a few seconds.
 # FLOWEDU_MAX_KERNELS: at most this many kernels (default: what 3/4 of the memory holds
 #   at 250 MiB each); a visitor beyond it gets "the class is full, try again in a minute".
 # CLASS_TOKEN: a class password; visitors open http://HOST:PORT/?token=CLASS_TOKEN once.
 # HOST (default 127.0.0.1): serving beyond 127.0.0.1 needs CLASS_TOKEN (or a reverse
 #   proxy in front, docs/classroom.md). Stop it with Ctrl-C.
 set -euo pipefail
-# One kernel per visitor: one thread each keeps a shared machine's cores from being
-# oversubscribed (NumPy's BLAS, and torch when Train is pressed).
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
-export MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
 cd "$(dirname "$0")/.."
 PORT="${1:-8866}"
 CLASS_SIZE="${CLASS_SIZE:-${POOL_SIZE:-1}}"

@@ -22,8 +22,13 @@ scripts/serve_dashboard.sh (and `make dashboard`) run this. What it adds to plai
 - Content-hashed static files (the widget manager's webpack chunks) are cached by the
   browser for good, so a reload downloads and asks the server nothing for them.
 - The pre-heated pool (--pool_size, CLASS_SIZE in the script): kernels are started one or
-  two at a time, and a kernel taken by a visitor is replaced only once no visitor has
-  arrived for a few seconds, so the refill never competes with the arrivals for CPU.
+  two at a time, and a kernel taken by a visitor is replaced only once the server has been
+  quiet for a few seconds (no HTTP request, no message from a page to a kernel), so the
+  refill never competes with the arrivals for CPU.
+- Kernels use one thread each (OMP/OPENBLAS/MKL_NUM_THREADS default to 1) and run at a
+  lower CPU priority than the web server (nice +10): a kernel that trains,
+  or the pool refilling, never slows the pages, static files and websockets of everybody
+  else; when nothing else wants the CPU a kernel still gets all of it.
 
 A class password is Voila's own token (--token=...; the script reads CLASS_TOKEN): visitors
 open http://HOST:PORT/?token=... once and a cookie keeps them in. Binding beyond 127.0.0.1
@@ -40,7 +45,9 @@ import sys
 import time
 
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
+from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
 from tornado.ioloop import PeriodicCallback
+from tornado.log import access_log
 
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 # A v1 frame: offsets for the channel, header, parent header, metadata, content, any
@@ -51,7 +58,8 @@ MIB = 1024 * 1024
 # 250 MiB once Train has imported torch. The default cap keeps every kernel training
 # within three quarters of the machine's memory.
 KERNEL_BUDGET_MIB = 250
-QUIET_SECONDS = 3.0  # refill the pool only after this long without a new visitor
+QUIET_SECONDS = 3.0  # refill the pool only after the server has been quiet this long
+KERNEL_NICENESS = 10  # kernels yield the CPU to the web server (and to each other's pages)
 MAX_PARALLEL_STARTS = 2  # kernels started at once while filling the pool
 
 FULL_PAGE = """<!doctype html>
@@ -86,6 +94,55 @@ def max_kernels() -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise SystemExit(f"FLOWEDU_MAX_KERNELS must be a positive integer, got {raw!r}")
     return int(raw)
+
+
+class Activity:
+    """When the server last heard from a visitor: any HTTP request, any websocket message."""
+
+    def __init__(self) -> None:
+        self.last = float("-inf")
+
+    def note(self) -> None:
+        self.last = time.monotonic()
+
+    def quiet_for(self) -> float:
+        """Seconds since the last request or message (infinite if none yet)."""
+        return time.monotonic() - self.last
+
+
+def _log_request(activity: Activity):
+    """Tornado's log_function: note the request, then log it as tornado does by default."""
+
+    def log_request(handler) -> None:
+        activity.note()
+        status = handler.get_status()
+        if status < 400:
+            log = access_log.info
+        elif status < 500:
+            log = access_log.warning
+        else:
+            log = access_log.error
+        ms = 1000.0 * handler.request.request_time()
+        log("%d %s %.2fms", status, handler._request_summary(), ms)
+
+    return log_request
+
+
+class NicedKernelManager(ServerKernelManager):
+    """jupyter_server's manager of one kernel, starting the kernel at a lower CPU priority.
+
+    Raising a child's niceness needs no privilege; its own children (e.g. torch's worker
+    threads) inherit it. Where the system refuses, the kernel runs at normal priority.
+    """
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw) -> None:
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+        pid = getattr(self.provisioner, "pid", None)
+        if pid is not None:
+            try:
+                os.setpriority(os.PRIO_PROCESS, pid, KERNEL_NICENESS)
+            except (OSError, AttributeError) as err:
+                self.log.warning("Kernel %s keeps its CPU priority: %s", pid, err)
 
 
 # ------------------------------------------------------------------------- websocket frames
@@ -129,6 +186,9 @@ class SafeKernelConnection(ZMQChannelsWebsocketConnection):
     """jupyter_server's kernel websocket connection, closing the socket of a bad frame."""
 
     def handle_incoming_message(self, incoming_msg) -> None:
+        activity = getattr(self.multi_kernel_manager, "activity", None)
+        if activity is not None:
+            activity.note()
         problem = frame_problem(incoming_msg, self.subprotocol)
         if problem is None:
             try:
@@ -148,8 +208,6 @@ def _page_handler(base):
     class ClassPageHandler(base):
         async def get(self, path=None):
             manager = self.kernel_manager
-            if hasattr(manager, "note_arrival"):
-                manager.note_arrival()
             cap = getattr(manager, "max_kernels", None)
             if cap is not None and not manager.has_room():
                 self.set_status(503)
@@ -197,7 +255,7 @@ def _class_kernel_manager(cls, cap: int):
 
         def __init__(self, **kwargs):
             self._wanted: dict[str, dict] = {}  # notebook -> fill_if_needed's arguments
-            self._last_arrival = 0.0
+            self.activity = Activity()
             self._refiller = None
             super().__init__(**kwargs)
 
@@ -227,17 +285,14 @@ def _class_kernel_manager(cls, cap: int):
             pooled = sum(len(pool) for pool in self._pools.values())  # ready or starting
             return pooled > 0 or self.count() < self.max_kernels
 
-        def note_arrival(self) -> None:
-            self._last_arrival = time.monotonic()
-
         async def start_kernel(self, *args, **kwargs):
             if len(self.list_kernel_ids()) >= self.max_kernels:
                 raise RuntimeError(f"the class is full ({self.max_kernels} kernels)")
             return await super().start_kernel(*args, **kwargs)
 
         def _refill(self) -> None:
-            if time.monotonic() - self._last_arrival < QUIET_SECONDS:
-                return  # visitors are arriving: they get the CPU
+            if self.activity.quiet_for() < QUIET_SECONDS:
+                return  # visitors are arriving or using the dashboard: they get the CPU
             for name, kwargs in self._wanted.items():
                 pool = self._pools.setdefault(name, [])
                 room = self.max_kernels - self.count()
@@ -285,6 +340,11 @@ def _voila_class():
                 manager.count = lambda: len(manager.list_kernel_ids())
                 manager.has_room = lambda: manager.count() < cap
             settings["kernel_websocket_connection_class"] = SafeKernelConnection
+            manager = self.kernel_manager
+            manager.kernel_manager_class = f"{__name__}.{NicedKernelManager.__name__}"
+            if not hasattr(manager, "activity"):
+                manager.activity = Activity()
+            settings["log_function"] = _log_request(manager.activity)
             self.log.info("At most %d kernels (FLOWEDU_MAX_KERNELS)", cap)
             return settings
 
@@ -321,7 +381,15 @@ def _voila_class():
     return ClassVoila
 
 
+# One kernel per visitor: one thread each keeps the machine's cores from being
+# oversubscribed. With two or more BLAS threads per kernel, thirty kernels recomputing frames
+# at once spent four times the CPU of one thread each (the threads spin while they wait).
+ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def main(argv: list[str] | None = None) -> None:
+    for name in ONE_THREAD:  # kernels inherit the server's environment
+        os.environ.setdefault(name, "1")
     _voila_class().launch_instance(argv if argv is not None else sys.argv[1:])
 
 
