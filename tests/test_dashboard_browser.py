@@ -96,11 +96,23 @@ def app(pretrained_dir):
                     page.errors.append(f"console error: {msg.text}")
 
             page.on("console", on_console)
+            page.add_init_script(RAF_COUNTER)
             page.goto(server.url, timeout=TIMEOUT_MS)
             page.locator(f"{WIDGET}[data-version]").wait_for()
             yield page
         finally:
             browser.close()
+
+
+# Counts the page's requestAnimationFrame calls (the canvas's and anybody else's).
+RAF_COUNTER = """
+window.__raf_calls = 0;
+const original = window.requestAnimationFrame.bind(window);
+window.requestAnimationFrame = (callback) => {
+  window.__raf_calls += 1;
+  return original(callback);
+};
+"""
 
 
 def version(page) -> int:
@@ -203,6 +215,27 @@ def test_play_moves_the_points(app):
     frames = int(app.locator(WIDGET).get_attribute("data-frames"))
     app.wait_for_timeout(500)
     assert int(app.locator(WIDGET).get_attribute("data-frames")) > frames + 5  # still drawing
+    assert_no_errors(app)
+
+
+def test_a_paused_canvas_asks_the_browser_for_no_frames(app):
+    # A loop of animation frames that runs on while nothing moves makes the browser compose
+    # the page 60 times a second; paused, the canvas asks for a frame only to redraw.
+    pause_at(app, 0)
+    app.locator(".flowedu-play").click()
+    assert app.locator(WIDGET).get_attribute("data-playing") == "1"
+    app.wait_for_timeout(500)
+    playing = app.evaluate("window.__raf_calls")
+    app.wait_for_timeout(1000)
+    assert app.evaluate("window.__raf_calls") - playing > 20  # about 60 a second
+    pause_at(app, 1.5)
+    app.wait_for_timeout(300)
+    paused = app.evaluate("window.__raf_calls")
+    app.wait_for_timeout(1000)
+    assert app.evaluate("window.__raf_calls") - paused <= 2
+    before = drawing(app)
+    app.locator("button", has_text="Play").click()  # and it still moves when asked to
+    wait_for_new_drawing(app, before)
     assert_no_errors(app)
 
 
