@@ -4,6 +4,7 @@ once the server has been quiet for a while."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from voila_server import descendants, serve, wait_until_idle
 
-from flowedu.app.serve import KERNEL_NICENESS, ONE_THREAD, QUIET_SECONDS
+from flowedu.app.serve import KERNEL_NICENESS, ONE_THREAD, QUIET_SECONDS, V1_PROTOCOL
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
@@ -57,17 +58,68 @@ def test_kernels_run_below_the_web_server_with_one_thread_each(monkeypatch):
                 assert f"{name}=1".encode() in environ, name
 
 
+def take_a_kernel(server) -> str:
+    """GET the page as a visitor does (it takes a pooled kernel); the kernel's id."""
+    page = get(server.url).decode()
+    assert "application/vnd.jupyter.widget-view+json" in page
+    return re.search(r'"kernelId": "([0-9a-f-]{36})"', page).group(1)
+
+
+async def connect(server, kernel_id: str):
+    """Open the kernel's websocket as the page's scripts do."""
+    from tornado.websocket import websocket_connect
+
+    url = f"ws://127.0.0.1:{server.port}/api/kernels/{kernel_id}/channels?session_id=test"
+    return await websocket_connect(url, subprotocols=[V1_PROTOCOL])
+
+
+async def wait_for_kernels_async(voila_pid: int, n: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while len(kernel_pids(voila_pid)) < n:
+        assert time.monotonic() < deadline, f"fewer than {n} kernels after {timeout:.0f} s"
+        await asyncio.sleep(0.25)
+
+
 def test_a_taken_kernel_is_replaced_only_once_the_server_is_quiet():
     with serve(NOTEBOOK, cwd=ROOT, args=["--pool_size=2"], timeout=120) as server:
         pid = server.process.pid
         wait_for_kernels(pid, 2)
         wait_until_idle(pid)
-        assert b"application/vnd.jupyter.widget-view+json" in get(server.url)  # takes one
-        # Visitors keep asking for files: the pool waits (one taken kernel, one pooled).
-        busy_until = time.monotonic() + 2 * QUIET_SECONDS + 2
-        while time.monotonic() < busy_until:
-            get(server.url + "voila/static/voila.js")
-            assert len(kernel_pids(pid)) == 2
-            time.sleep(0.3)
-        # Quiet now: the taken kernel is replaced.
-        wait_for_kernels(pid, 3, timeout=QUIET_SECONDS + 60)
+        kernel_id = take_a_kernel(server)
+
+        async def visit() -> None:
+            ws = await connect(server, kernel_id)
+            try:
+                # Visitors keep asking for files: the pool waits (one taken, one pooled).
+                busy_until = time.monotonic() + 2 * QUIET_SECONDS + 2
+                while time.monotonic() < busy_until:
+                    await asyncio.to_thread(get, server.url + "voila/static/voila.js")
+                    assert len(kernel_pids(pid)) == 2
+                    await asyncio.sleep(0.3)
+                # Quiet now: the taken kernel is replaced.
+                await wait_for_kernels_async(pid, 3, timeout=QUIET_SECONDS + 60)
+            finally:
+                ws.close()
+
+        asyncio.run(visit())
+
+
+def test_the_pool_waits_for_a_page_that_has_not_connected_to_its_kernel_yet():
+    """A browser that is still loading the page's scripts sends nothing for a while; the
+    kernel it took is not connected yet, and the refill waits for it."""
+    with serve(NOTEBOOK, cwd=ROOT, args=["--pool_size=1"], timeout=120) as server:
+        pid = server.process.pid
+        wait_for_kernels(pid, 1)
+        wait_until_idle(pid)
+        kernel_id = take_a_kernel(server)
+        time.sleep(2 * QUIET_SECONDS + 2)  # quiet, but the visitor has not connected
+        assert len(kernel_pids(pid)) == 1
+
+        async def visit() -> None:
+            ws = await connect(server, kernel_id)
+            try:  # connected: the pool refills
+                await wait_for_kernels_async(pid, 2, timeout=QUIET_SECONDS + 60)
+            finally:
+                ws.close()
+
+        asyncio.run(visit())

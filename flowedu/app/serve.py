@@ -22,9 +22,10 @@ scripts/serve_dashboard.sh (and `make dashboard`) run this. What it adds to plai
 - Content-hashed static files (the widget manager's webpack chunks) are cached by the
   browser for good, so a reload downloads and asks the server nothing for them.
 - The pre-heated pool (--pool_size, CLASS_SIZE in the script): kernels are started one or
-  two at a time, and a kernel taken by a visitor is replaced only once the server has been
-  quiet for a few seconds (no HTTP request, no message from a page to a kernel), so the
-  refill never competes with the arrivals for CPU.
+  two at a time, and a kernel taken by a visitor is replaced only once every page that took
+  a kernel has connected to it and the server has then been quiet for a few seconds (no
+  HTTP request, no message from a page to a kernel), so the refill never competes with the
+  arrivals for CPU.
 - Kernels use one thread each (OMP/OPENBLAS/MKL_NUM_THREADS default to 1) and run at a
   lower CPU priority than the web server (nice +10): a kernel that trains,
   or the pool refilling, never slows the pages, static files and websockets of everybody
@@ -59,6 +60,10 @@ MIB = 1024 * 1024
 # within three quarters of the machine's memory.
 KERNEL_BUDGET_MIB = 250
 QUIET_SECONDS = 3.0  # refill the pool only after the server has been quiet this long
+# A visitor is still arriving from taking a kernel until their page opens its websocket
+# (while the browser loads and runs the page's scripts, the server hears nothing from it);
+# a page that has not connected within this long is taken as gone.
+ARRIVAL_SECONDS = 60.0
 KERNEL_NICENESS = 10  # kernels yield the CPU to the web server (and to each other's pages)
 MAX_PARALLEL_STARTS = 2  # kernels started at once while filling the pool
 
@@ -256,6 +261,7 @@ def _class_kernel_manager(cls, cap: int):
         def __init__(self, **kwargs):
             self._wanted: dict[str, dict] = {}  # notebook -> fill_if_needed's arguments
             self.activity = Activity()
+            self._taken: dict[str, float] = {}  # kernel id -> when a visitor took it
             self._refiller = None
             super().__init__(**kwargs)
 
@@ -285,13 +291,28 @@ def _class_kernel_manager(cls, cap: int):
             pooled = sum(len(pool) for pool in self._pools.values())  # ready or starting
             return pooled > 0 or self.count() < self.max_kernels
 
+        async def get_rendered_notebook(self, *args, **kwargs):
+            # Voila hands a visitor a pooled kernel here.
+            result = await super().get_rendered_notebook(*args, **kwargs)
+            self._taken[result[2]] = time.monotonic()
+            return result
+
+        def arriving(self) -> int:
+            """Visitors whose page has a kernel but has not connected to it yet."""
+            now, connections = time.monotonic(), self._kernel_connections
+            for kernel_id, taken in list(self._taken.items()):
+                gone = kernel_id not in connections  # shut down (a closed tab)
+                if gone or connections[kernel_id] > 0 or now - taken > ARRIVAL_SECONDS:
+                    del self._taken[kernel_id]  # connected, gone, or given up on
+            return len(self._taken)
+
         async def start_kernel(self, *args, **kwargs):
             if len(self.list_kernel_ids()) >= self.max_kernels:
                 raise RuntimeError(f"the class is full ({self.max_kernels} kernels)")
             return await super().start_kernel(*args, **kwargs)
 
         def _refill(self) -> None:
-            if self.activity.quiet_for() < QUIET_SECONDS:
+            if self.activity.quiet_for() < QUIET_SECONDS or self.arriving():
                 return  # visitors are arriving or using the dashboard: they get the CPU
             for name, kwargs in self._wanted.items():
                 pool = self._pools.setdefault(name, [])
@@ -382,8 +403,9 @@ def _voila_class():
 
 
 # One kernel per visitor: one thread each keeps the machine's cores from being
-# oversubscribed. With two or more BLAS threads per kernel, thirty kernels recomputing frames
-# at once spent four times the CPU of one thread each (the threads spin while they wait).
+# oversubscribed. With NumPy's default (a BLAS thread per core), thirty kernels recomputing
+# their frames at once used 6.6 s of CPU where one thread each used 2.0 s (benchmarks/
+# load_test.py, N = 30): idle BLAS threads spin while they wait for work.
 ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
