@@ -19,8 +19,9 @@ Why most sessions are kernel-websocket clients and only a few (--pages, default 
 pages: in a class each student's browser runs on the student's own machine; what the
 server carries is the page's HTTP requests, one kernel per visitor and that kernel's
 websocket traffic. A websocket session does exactly that server-side work: it GETs the page
-(which makes Voila start a kernel and run the notebook), downloads the same static files a
-browser downloaded on a first visit (recorded from a warm-up page), opens the kernel's
+(which makes Voila start a kernel and run the notebook), then downloads the same static
+files a browser downloaded on a first visit (recorded from a warm-up page) over six
+kept-alive connections, as a browser does, opens the kernel's
 websocket as the page does, asks for the widgets' state (comm "jupyter.widget.control",
 "request_states": the frames arrive as binary buffers, as in the browser) and clicks by
 sending the same comm "update" a ToggleButtons sends. Thirty real chromium pages, each a
@@ -52,7 +53,8 @@ import statistics
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # voila_server.py
@@ -81,6 +83,7 @@ class Session:
     socket: object = None
     states: dict | None = None
     step: str = "start"  # what it was doing: a failure names it
+    phases: dict = field(default_factory=dict)  # step -> seconds from the start, when done
 
 
 # ----------------------------------------------------------------------------- kernel socket
@@ -231,29 +234,82 @@ async def arrive_page(s: Session, browser, url: str, timeout: float) -> None:
     await page.locator(f"{WIDGET}[data-version]").wait_for()
 
 
-async def arrive_ws(s: Session, http, port: int, assets: list[str], timeout: float) -> None:
-    base = f"http://127.0.0.1:{port}/"
+class KeepAliveHTTP:
+    """One HTTP/1.1 connection that GETs one file after another, as a browser's does.
+
+    tornado's own client opens a new connection for every request; a browser keeps up to six
+    open per server and sends its requests over them. Content-Length and chunked bodies,
+    gzip-encoded or not."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.reader = self.writer = None
+
+    async def get(self, path: str, timeout: float) -> bytes:
+        return await asyncio.wait_for(self._get(path), timeout)
+
+    async def _get(self, path: str) -> bytes:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.writer.write(
+            f"GET /{path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+            "Accept-Encoding: gzip\r\nConnection: keep-alive\r\n\r\n".encode()
+        )
+        head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        status = int(head[0].split()[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:])}
+        if headers.get("transfer-encoding") == "chunked":
+            parts = []
+            while size := int((await self.reader.readuntil(b"\r\n")).strip(), 16):
+                parts.append(await self.reader.readexactly(size + 2))
+            await self.reader.readuntil(b"\r\n")  # after the last, empty chunk
+            body = b"".join(p[:-2] for p in parts)
+        else:
+            body = await self.reader.readexactly(int(headers.get("content-length", 0)))
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        if status != 200:
+            raise ConnectionError(f"GET /{path}: HTTP {status}")
+        if headers.get("content-encoding") == "gzip":
+            body = zlib.decompress(body, wbits=31)
+        return body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def arrive_ws(s: Session, port: int, assets: list[str], timeout: float) -> None:
     start = time.perf_counter()
+    connections = [KeepAliveHTTP(port) for _ in range(6)]  # a browser's, per server
+    s.step = "GET the page"
+    html = (await connections[0].get("", timeout)).decode()
+    s.phases["page"] = time.perf_counter() - start
+    s.step = "GET the static files"
+    todo = list(reversed(assets))
 
-    async def get(path: str, gate: asyncio.Semaphore) -> bytes:
-        async with gate:
-            response = await http.fetch(base + path, request_timeout=timeout)
-            return response.body
+    async def fetch_on(connection: KeepAliveHTTP) -> None:
+        while todo:
+            await connection.get(todo.pop(), timeout)
 
-    gate = asyncio.Semaphore(6)  # a browser's connections per host
-    page_task = asyncio.ensure_future(get("", asyncio.Semaphore(1)))
-    s.step = "GET the page and its static files"
-    await asyncio.gather(page_task, *(get(a, gate) for a in assets))
-    html = page_task.result().decode()
+    try:
+        await asyncio.gather(*(fetch_on(c) for c in connections))
+    finally:
+        for c in connections:
+            c.close()
+    s.phases["static files"] = time.perf_counter() - start
     if "application/vnd.jupyter.widget-view+json" not in html:
         raise RuntimeError("the page came without the dashboard's widget")
     s.kernel_id = KERNEL_ID.search(html).group(1)
     s.socket = sock = KernelSocket(port, s.kernel_id)
     s.step = "open the kernel's websocket"
     await sock.connect(timeout)
+    s.phases["websocket"] = time.perf_counter() - start
     s.step = "kernel_info"
     await sock.send("kernel_info_request", {})
     await sock.wait_for(lambda m: m["msg_type"] == "kernel_info_reply", timeout)
+    s.phases["kernel_info"] = time.perf_counter() - start
     s.step = "the widgets' state"
     s.states, paths, buffers = await sock.widget_states(timeout)
     canvas = find_model(s.states, is_canvas)
@@ -264,6 +320,7 @@ async def arrive_ws(s: Session, http, port: int, assets: list[str], timeout: flo
     if expected not in sizes:
         raise RuntimeError(f"the canvas came without its frames ({sizes} bytes)")
     s.tti = time.perf_counter() - start
+    s.phases["frames"] = s.tti
 
 
 async def play_page(s: Session, seconds: float, click_at: float, timeout: float) -> None:
@@ -362,6 +419,22 @@ def memory(process) -> dict[str, float]:
     return out
 
 
+def cpu_split(voila_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the Voila process, its kernels, this load test's own
+    process (the websocket clients) and the browser (Playwright's driver and chromium)."""
+    from voila_server import cpu_seconds, descendants
+
+    server = descendants(voila_pid)
+    ours = [p for p in descendants(os.getpid()) if p not in server and p != os.getpid()]
+    own = os.times()
+    return {
+        "Voila": cpu_seconds([voila_pid]),
+        "kernels": cpu_seconds([p for p in server if p != voila_pid]),
+        "load-test client": own.user + own.system,
+        "browser": cpu_seconds(ours),
+    }
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
@@ -420,6 +493,7 @@ async def run_class(server, args) -> tuple[list[Session], dict]:
                 Session(i, "page" if i < args.pages else "ws") for i in range(args.sessions_n)
             ]
             print(f"{args.sessions_n} sessions arrive ({args.pages} real pages)...", flush=True)
+            cpu_at_start = cpu_split(server.process.pid)
             start = time.monotonic()
             deadline = start + args.session_timeout
             await asyncio.gather(
@@ -428,7 +502,7 @@ async def run_class(server, args) -> tuple[list[Session], dict]:
                         s,
                         arrive_page(s, browser, server.url, args.session_timeout)
                         if s.kind == "page"
-                        else arrive_ws(s, http, server.port, assets, args.session_timeout),
+                        else arrive_ws(s, server.port, assets, args.session_timeout),
                         deadline,
                         "arrive",
                     )
@@ -436,6 +510,8 @@ async def run_class(server, args) -> tuple[list[Session], dict]:
                 )
             )
             facts["arrival_s"] = time.monotonic() - start
+            after = cpu_split(server.process.pid)
+            facts["arrival_cpu"] = {k: after[k] - cpu_at_start[k] for k in after}
             print(f"arrived in {facts['arrival_s']:.0f} s; the class plays...", flush=True)
 
             rng = random.Random(0)
@@ -451,7 +527,11 @@ async def run_class(server, args) -> tuple[list[Session], dict]:
                     else click_ws(s, click_at, args.click_timeout)
                 )
                 steps.append(guarded(s, coro, play_deadline, "play/click"))
+            played = time.monotonic()
             await asyncio.gather(*steps)
+            facts["play_s"] = time.monotonic() - played
+            end = cpu_split(server.process.pid)
+            facts["play_cpu"] = {k: end[k] - after[k] for k in end}
 
             kernels = kernel_processes(server.process.pid)
             used = {s.kernel_id for s in sessions if s.kernel_id}
@@ -613,6 +693,19 @@ def report(sessions: list[Session], facts: dict, args) -> None:
         f"visit: {facts['assets']} ({facts['asset_mb']:.1f} MiB). JavaScript per frame, median: "
         f"{mid(draw, '.1f')} ms."
     )
+    for what, key in (("the arrivals", "arrival"), ("the play", "play")):
+        print(
+            f"CPU during {what} ({facts[key + '_s']:.0f} s on {os.cpu_count()} cores), s: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in facts[key + "_cpu"].items())
+            + "."
+        )
+    steps = [s.phases for s in sessions if s.kind == "ws" and "frames" in s.phases]
+    if steps:
+        print(
+            "Websocket sessions, each step done at (median s from the GET): "
+            + ", ".join(f"{k} {statistics.median(p[k] for p in steps):.1f}" for k in steps[0])
+            + "."
+        )
     ordered = sorted(sessions, key=lambda s: (s.tti is None, s.tti or 0))
     print(
         "Times to interactive, s: "
