@@ -1,19 +1,22 @@
 """How the class server runs its kernels (flowedu.app.serve): at a lower CPU priority than the
 web server, with one BLAS/OpenMP thread each, and a pre-heated pool that is refilled only
-once the server has been quiet for a while."""
+once every visitor has connected, the server has been quiet for a while and the CPU is not
+saturated."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
 
 from voila_server import descendants, serve, wait_until_idle
 
-from flowedu.app.serve import KERNEL_NICENESS, ONE_THREAD, QUIET_SECONDS, V1_PROTOCOL
+from flowedu.app.serve import KERNEL_NICENESS, ONE_THREAD, QUIET_SECONDS, V1_PROTOCOL, IdleCPU
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
@@ -118,6 +121,42 @@ def test_the_pool_waits_for_a_page_that_has_not_connected_to_its_kernel_yet():
         async def visit() -> None:
             ws = await connect(server, kernel_id)
             try:  # connected: the pool refills
+                await wait_for_kernels_async(pid, 2, timeout=QUIET_SECONDS + 60)
+            finally:
+                ws.close()
+
+        asyncio.run(visit())
+
+
+def test_idle_cpu_is_measured_between_calls():
+    idle = IdleCPU()
+    assert idle.cores() is None  # nothing to compare with yet
+    time.sleep(0.3)
+    cores = idle.cores()
+    assert cores is not None and 0 <= cores <= os.cpu_count()
+
+
+def test_the_pool_is_not_refilled_while_the_cpu_is_busy():
+    with serve(NOTEBOOK, cwd=ROOT, args=["--pool_size=1"], timeout=120) as server:
+        pid = server.process.pid
+        wait_for_kernels(pid, 1)
+        wait_until_idle(pid)
+        kernel_id = take_a_kernel(server)
+
+        async def visit() -> None:
+            ws = await connect(server, kernel_id)
+            burn = "while True: pass"
+            burners = [
+                subprocess.Popen([sys.executable, "-c", burn]) for _ in range(os.cpu_count())
+            ]
+            try:  # connected and quiet, but no core is idle: the pool waits
+                await asyncio.sleep(2 * QUIET_SECONDS + 2)
+                assert len(kernel_pids(pid)) == 1
+            finally:
+                for b in burners:
+                    b.kill()
+                    b.wait()
+            try:  # idle again: the pool refills
                 await wait_for_kernels_async(pid, 2, timeout=QUIET_SECONDS + 60)
             finally:
                 ws.close()

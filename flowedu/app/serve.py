@@ -23,9 +23,10 @@ scripts/serve_dashboard.sh (and `make dashboard`) run this. What it adds to plai
   browser for good, so a reload downloads and asks the server nothing for them.
 - The pre-heated pool (--pool_size, CLASS_SIZE in the script): kernels are started one or
   two at a time, and a kernel taken by a visitor is replaced only once every page that took
-  a kernel has connected to it and the server has then been quiet for a few seconds (no
-  HTTP request, no message from a page to a kernel), so the refill never competes with the
-  arrivals for CPU.
+  a kernel has connected to it, the server has then been quiet for a few seconds (no
+  HTTP request, no message from a page to a kernel) and half a core is idle, so the refill
+  never competes with the arrivals for CPU. (A kernel started on a saturated machine also
+  ran its notebook so slowly that Voila gave up waiting for its output.)
 - Kernels use one thread each (OMP/OPENBLAS/MKL_NUM_THREADS default to 1) and run at a
   lower CPU priority than the web server (nice +10): a kernel that trains,
   or the pool refilling, never slows the pages, static files and websockets of everybody
@@ -64,6 +65,7 @@ QUIET_SECONDS = 3.0  # refill the pool only after the server has been quiet this
 # (while the browser loads and runs the page's scripts, the server hears nothing from it);
 # a page that has not connected within this long is taken as gone.
 ARRIVAL_SECONDS = 60.0
+SPARE_CORES = 0.5  # ... and only while at least this much of the CPU is idle
 KERNEL_NICENESS = 10  # kernels yield the CPU to the web server (and to each other's pages)
 MAX_PARALLEL_STARTS = 2  # kernels started at once while filling the pool
 
@@ -131,6 +133,26 @@ def _log_request(activity: Activity):
         log("%d %s %.2fms", status, handler._request_summary(), ms)
 
     return log_request
+
+
+class IdleCPU:
+    """How many cores were idle since the last call, from /proc/stat (Linux); None elsewhere
+    or on the first call."""
+
+    def __init__(self) -> None:
+        self._last: tuple[int, int] | None = None
+
+    def cores(self) -> float | None:
+        try:
+            with open("/proc/stat") as stat:
+                fields = [int(v) for v in stat.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle, total = fields[3] + fields[4], sum(fields[:8])  # idle + iowait; up to steal
+        last, self._last = self._last, (idle, total)
+        if last is None or total <= last[1]:
+            return None
+        return (os.cpu_count() or 1) * (idle - last[0]) / (total - last[1])
 
 
 class NicedKernelManager(ServerKernelManager):
@@ -262,6 +284,7 @@ def _class_kernel_manager(cls, cap: int):
             self._wanted: dict[str, dict] = {}  # notebook -> fill_if_needed's arguments
             self.activity = Activity()
             self._taken: dict[str, float] = {}  # kernel id -> when a visitor took it
+            self._idle_cpu = IdleCPU()
             self._refiller = None
             super().__init__(**kwargs)
 
@@ -311,9 +334,20 @@ def _class_kernel_manager(cls, cap: int):
                 raise RuntimeError(f"the class is full ({self.max_kernels} kernels)")
             return await super().start_kernel(*args, **kwargs)
 
+        async def cull_kernel_if_idle(self, kernel_id: str):
+            # A kernel still starting has no last activity yet, and jupyter_server's culler
+            # logged a traceback for it on a busy server: it is not idle, so it stays.
+            km = self._kernels.get(kernel_id)
+            if km is not None and not km.trait_has_value("last_activity"):
+                return
+            return await super().cull_kernel_if_idle(kernel_id)
+
         def _refill(self) -> None:
+            idle = self._idle_cpu.cores()  # sampled every tick: idle since the last one
             if self.activity.quiet_for() < QUIET_SECONDS or self.arriving():
                 return  # visitors are arriving or using the dashboard: they get the CPU
+            if idle is not None and idle < SPARE_CORES:
+                return  # the machine is busy: a kernel started now would starve, and slow it
             for name, kwargs in self._wanted.items():
                 pool = self._pools.setdefault(name, [])
                 room = self.max_kernels - self.count()
