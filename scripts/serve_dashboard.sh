@@ -16,7 +16,7 @@
 #   started one or two at a time when the server starts (about a second each), and a
 #   taken one is replaced once the server has been quiet for a few seconds.
 # FLOWEDU_MAX_KERNELS: at most this many kernels (default: what 3/4 of the memory holds
-#   at 250 MiB each); a visitor beyond it gets "the class is full, try again in a minute".
+#   at 370 MiB each); a visitor beyond it gets "the class is full, try again in a minute".
 # CLASS_TOKEN: a class password; visitors open http://HOST:PORT/?token=CLASS_TOKEN once.
 # HOST (default 127.0.0.1): serving beyond 127.0.0.1 needs CLASS_TOKEN (or a reverse
 #   proxy in front, docs/classroom.md). Stop it with Ctrl-C.
