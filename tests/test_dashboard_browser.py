@@ -205,6 +205,41 @@ def test_each_shipped_family_is_offered_beside_the_dataset_and_animates(app):
     assert_no_errors(app)
 
 
+def test_the_families_table_reads_as_columns(app):
+    """Each number on one line, a gap between neighbouring columns, all inside the panel."""
+    if app.locator(".flowedu-families").count() == 0:
+        pytest.skip("only one family ships")
+    layout = app.evaluate(
+        """() => {
+        const table = document.querySelector('.flowedu-families');
+        const panel = table.parentElement.getBoundingClientRect();
+        const rows = [...table.rows].map((row) => [...row.cells].map((c) => {
+            const r = c.getBoundingClientRect();
+            const lines = Math.round(r.height / parseFloat(getComputedStyle(c).lineHeight));
+            return {left: r.left, right: r.right, lines, text: c.innerText};
+        }));
+        return {rows, right: table.getBoundingClientRect().right, panelRight: panel.right};
+    }"""
+    )
+    assert layout["right"] <= layout["panelRight"] + 0.5
+    for row in layout["rows"]:
+        texts = [c["text"] for c in row]
+        for a, b in zip(row, row[1:], strict=False):
+            assert b["left"] - a["right"] >= -0.5, texts  # cells do not overlap
+        numbers = [c for c in row[1:] if c["text"].strip()]
+        for c in numbers:
+            assert c["lines"] <= 1, texts
+        contents = app.evaluate(
+            """(i) => [...document.querySelector('.flowedu-families').rows[i].cells]
+                      .map((c) => { const r = document.createRange(); r.selectNodeContents(c);
+                                    const b = r.getBoundingClientRect();
+                                    return [b.left, b.right]; })""",
+            layout["rows"].index(row),
+        )
+        for (_, right), (left, _) in zip(contents, contents[1:], strict=False):
+            assert left - right >= 6, texts  # the texts of neighbouring columns stand apart
+
+
 def test_play_moves_the_points(app):
     pause_at(app, 0)
     before = drawing(app)
