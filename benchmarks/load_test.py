@@ -58,7 +58,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # voila_server.py
-from voila_server import CHROMIUM, CHROMIUM_ARGS, FRAMES_AND_MOVING_MS, WIDGET  # noqa: E402
+from voila_server import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    FRAMES_AND_MOVING_MS,
+    NEWER_VERSION,
+    WIDGET,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
@@ -336,11 +342,7 @@ async def play_page(s: Session, seconds: float, click_at: float, timeout: float)
     )
     clicked = time.perf_counter()
     await page.locator("button", has_text=label).click()
-    await page.wait_for_function(
-        f"(v) => Number(document.querySelector('{WIDGET}').dataset.version) > v",
-        arg=version,
-        timeout=timeout * 1000,
-    )
+    await page.wait_for_function(NEWER_VERSION, arg=version, timeout=timeout * 1000)
     s.click = time.perf_counter() - clicked
     await asyncio.sleep(max(0.0, seconds - (time.perf_counter() - clicked) - click_at))
     f1, t1 = await page.evaluate(FRAMES_AND_MOVING_MS)
@@ -581,10 +583,7 @@ async def footprint(server, args) -> list[tuple[str, dict]]:
             async def choose(action) -> None:
                 version = int(await page.locator(WIDGET).get_attribute("data-version"))
                 await action()
-                await page.wait_for_function(
-                    f"(v) => Number(document.querySelector('{WIDGET}').dataset.version) > v",
-                    arg=version,
-                )
+                await page.wait_for_function(NEWER_VERSION, arg=version)
 
             selects = page.locator(".flowedu-app select")
             await choose(lambda: selects.nth(1).select_option(label="10,000"))

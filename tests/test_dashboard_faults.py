@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET
+from voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET, wait_for_version_after
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
@@ -113,9 +113,7 @@ def test_a_dead_kernel_is_reported_and_a_reload_brings_the_page_back(server, pag
     # The controls reach the new kernel: a new dataset gives new frames.
     version = int(page.locator(WIDGET).get_attribute("data-version"))
     page.locator(".flowedu-app select").first.select_option("8gaussians")
-    page.wait_for_function(
-        f"(v) => Number(document.querySelector('{WIDGET}').dataset.version) > v", arg=version
-    )
+    wait_for_version_after(page, version)
 
 
 # ----------------------------------------------------------------------------- no code, no files

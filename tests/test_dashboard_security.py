@@ -22,7 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET, cpu_seconds, descendants, serve
+from voila_server import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    WIDGET,
+    cpu_seconds,
+    descendants,
+    serve,
+    wait_for_version_after,
+)
 
 from flowedu.app.serve import V1_PROTOCOL, frame_problem
 
@@ -330,9 +338,7 @@ def test_malformed_frames_close_their_socket_and_everybody_else_is_served(page_s
     animating(victim)
     version = int(victim.locator(WIDGET).get_attribute("data-version"))
     victim.locator("button", has_text="data \u2192 N(0,I)").click()
-    victim.wait_for_function(
-        f"(v) => Number(document.querySelector('{WIDGET}').dataset.version) > v", arg=version
-    )
+    wait_for_version_after(victim, version)
     # ... and a new visitor's page loads and animates within a few seconds.
     start = time.monotonic()
     other = open_page(browser, page_server.url)

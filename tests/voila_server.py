@@ -38,11 +38,14 @@ CHROMIUM_ARGS = [
 WIDGET = ".flowedu-canvas-widget"  # the dashboard canvas, once it is on the page
 
 
+# True in the page once the canvas shows frames newer than version v (page.wait_for_function's
+# argument, for the sync and the async Playwright alike).
+NEWER_VERSION = f"(v) => Number(document.querySelector('{WIDGET}').dataset.version) > v"
+
+
 def wait_for_version_after(page, old: int) -> None:
     """Wait (Playwright, sync) until the canvas shows frames newer than version `old`."""
-    page.wait_for_function(
-        f"(v) => Number(document.querySelector('{WIDGET}').dataset.version) > v", arg=old
-    )
+    page.wait_for_function(NEWER_VERSION, arg=old)
 
 
 # What the benchmarks read to get frames/s: frames drawn so far, and milliseconds of play
