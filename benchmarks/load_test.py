@@ -482,9 +482,15 @@ async def run_class(server, args) -> tuple[list[Session], dict]:
         try:
             assets = await warm_up(browser, server.url)
             facts["assets"] = len(assets)
-            facts["asset_mb"] = (
-                sum([len((await http.fetch(server.url + a)).body) for a in assets]) / MB
-            )
+            plain = [(await http.fetch(server.url + a)).body for a in assets]
+            sent = [
+                await http.fetch(
+                    server.url + a, headers={"Accept-Encoding": "gzip"}, decompress_response=False
+                )
+                for a in assets
+            ]
+            facts["asset_mb"] = sum(map(len, plain)) / MB
+            facts["asset_sent_mb"] = sum(len(r.body) for r in sent) / MB  # as sent: compressed
             await asyncio.to_thread(time.sleep, args.fill_delay + 1)  # the pool refills
             facts["idle_wait_s"] = await asyncio.to_thread(wait_until_idle, server.process.pid)
             facts["voila_before"] = memory(__import__("psutil").Process(server.process.pid))
@@ -689,7 +695,8 @@ def report(sessions: list[Session], facts: dict, args) -> None:
     draw = [s.draw_ms for s in sessions if s.draw_ms is not None]
     print(
         f"All arrived (or timed out) in {facts['arrival_s']:.0f} s. Static files per first "
-        f"visit: {facts['assets']} ({facts['asset_mb']:.1f} MiB). JavaScript per frame, median: "
+        f"visit: {facts['assets']} ({facts['asset_mb']:.1f} MiB, "
+        f"{facts['asset_sent_mb']:.1f} MiB as sent). JavaScript per frame, median: "
         f"{mid(draw, '.1f')} ms."
     )
     for what, key in (("the arrivals", "arrival"), ("the play", "play")):
