@@ -289,7 +289,12 @@ def print_spline(dataset: str, results: list[dict], steps: int, seeds: int, thre
         f"entropy {entropy:.4f} nats"
     )
     paired = "gap" in results[0]["flowedu"]
-    gap_head = "gap to H (paired, \u00b1 se)" if paired else "gap to H (NLL - H)"
+    if not paired:
+        gap_head = "gap to H (NLL - H)"
+    elif seeds == 1:
+        gap_head = "gap to H (paired, \u00b1 se)"
+    else:  # each seed's gap is paired; the spread shown is between seeds
+        gap_head = "gap to H (paired, mean \u00b1 sd over seeds)"
     print(
         f"| implementation | parameters | ms/step (median) | ratio to flowedu | test NLL | "
         f"{gap_head} |"
