@@ -6,6 +6,7 @@ saturated."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
@@ -68,12 +69,26 @@ def take_a_kernel(server) -> str:
     return re.search(r'"kernelId": "([0-9a-f-]{36})"', page).group(1)
 
 
-async def connect(server, kernel_id: str):
-    """Open the kernel's websocket as the page's scripts do."""
+@contextlib.contextmanager
+def pooled_server(size: int):
+    """A class server whose pool of `size` kernels is full and idle."""
+    with serve(NOTEBOOK, cwd=ROOT, args=[f"--pool_size={size}"], timeout=120) as server:
+        wait_for_kernels(server.process.pid, size)
+        wait_until_idle(server.process.pid)
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def connected(server, kernel_id: str):
+    """The kernel's websocket, open as the page's scripts open it, for the block."""
     from tornado.websocket import websocket_connect
 
     url = f"ws://127.0.0.1:{server.port}/api/kernels/{kernel_id}/channels?session_id=test"
-    return await websocket_connect(url, subprotocols=[V1_PROTOCOL])
+    ws = await websocket_connect(url, subprotocols=[V1_PROTOCOL])
+    try:
+        yield ws
+    finally:
+        ws.close()
 
 
 async def wait_for_kernels_async(voila_pid: int, n: int, timeout: float) -> None:
@@ -84,15 +99,12 @@ async def wait_for_kernels_async(voila_pid: int, n: int, timeout: float) -> None
 
 
 def test_a_taken_kernel_is_replaced_only_once_the_server_is_quiet():
-    with serve(NOTEBOOK, cwd=ROOT, args=["--pool_size=2"], timeout=120) as server:
+    with pooled_server(2) as server:
         pid = server.process.pid
-        wait_for_kernels(pid, 2)
-        wait_until_idle(pid)
         kernel_id = take_a_kernel(server)
 
         async def visit() -> None:
-            ws = await connect(server, kernel_id)
-            try:
+            async with connected(server, kernel_id):
                 # Visitors keep asking for files: the pool waits (one taken, one pooled).
                 busy_until = time.monotonic() + 2 * QUIET_SECONDS + 2
                 while time.monotonic() < busy_until:
@@ -101,8 +113,6 @@ def test_a_taken_kernel_is_replaced_only_once_the_server_is_quiet():
                     await asyncio.sleep(0.3)
                 # Quiet now: the taken kernel is replaced.
                 await wait_for_kernels_async(pid, 3, timeout=QUIET_SECONDS + 60)
-            finally:
-                ws.close()
 
         asyncio.run(visit())
 
@@ -110,20 +120,15 @@ def test_a_taken_kernel_is_replaced_only_once_the_server_is_quiet():
 def test_the_pool_waits_for_a_page_that_has_not_connected_to_its_kernel_yet():
     """A browser that is still loading the page's scripts sends nothing for a while; the
     kernel it took is not connected yet, and the refill waits for it."""
-    with serve(NOTEBOOK, cwd=ROOT, args=["--pool_size=1"], timeout=120) as server:
+    with pooled_server(1) as server:
         pid = server.process.pid
-        wait_for_kernels(pid, 1)
-        wait_until_idle(pid)
         kernel_id = take_a_kernel(server)
         time.sleep(2 * QUIET_SECONDS + 2)  # quiet, but the visitor has not connected
         assert len(kernel_pids(pid)) == 1
 
         async def visit() -> None:
-            ws = await connect(server, kernel_id)
-            try:  # connected: the pool refills
+            async with connected(server, kernel_id):  # connected: the pool refills
                 await wait_for_kernels_async(pid, 2, timeout=QUIET_SECONDS + 60)
-            finally:
-                ws.close()
 
         asyncio.run(visit())
 
@@ -137,28 +142,24 @@ def test_idle_cpu_is_measured_between_calls():
 
 
 def test_the_pool_is_not_refilled_while_the_cpu_is_busy():
-    with serve(NOTEBOOK, cwd=ROOT, args=["--pool_size=1"], timeout=120) as server:
+    with pooled_server(1) as server:
         pid = server.process.pid
-        wait_for_kernels(pid, 1)
-        wait_until_idle(pid)
         kernel_id = take_a_kernel(server)
 
         async def visit() -> None:
-            ws = await connect(server, kernel_id)
-            burn = "while True: pass"
-            burners = [
-                subprocess.Popen([sys.executable, "-c", burn]) for _ in range(os.cpu_count())
-            ]
-            try:  # connected and quiet, but no core is idle: the pool waits
-                await asyncio.sleep(2 * QUIET_SECONDS + 2)
-                assert len(kernel_pids(pid)) == 1
-            finally:
-                for b in burners:
-                    b.kill()
-                    b.wait()
-            try:  # idle again: the pool refills
+            async with connected(server, kernel_id):
+                burn = "while True: pass"
+                burners = [
+                    subprocess.Popen([sys.executable, "-c", burn]) for _ in range(os.cpu_count())
+                ]
+                try:  # connected and quiet, but no core is idle: the pool waits
+                    await asyncio.sleep(2 * QUIET_SECONDS + 2)
+                    assert len(kernel_pids(pid)) == 1
+                finally:
+                    for b in burners:
+                        b.kill()
+                        b.wait()
+                # idle again: the pool refills
                 await wait_for_kernels_async(pid, 2, timeout=QUIET_SECONDS + 60)
-            finally:
-                ws.close()
 
         asyncio.run(visit())

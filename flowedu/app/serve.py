@@ -216,9 +216,7 @@ class SafeKernelConnection(ZMQChannelsWebsocketConnection):
     """jupyter_server's kernel websocket connection, closing the socket of a bad frame."""
 
     def handle_incoming_message(self, incoming_msg) -> None:
-        activity = getattr(self.multi_kernel_manager, "activity", None)
-        if activity is not None:
-            activity.note()
+        self.multi_kernel_manager.activity.note()  # ClassVoila gives every manager one
         problem = frame_problem(incoming_msg, self.subprotocol)
         if problem is None:
             try:
