@@ -22,6 +22,8 @@ scripts/serve_dashboard.sh (and `make dashboard`) run this. What it adds to plai
 - Static text files (scripts, styles) are sent gzip-compressed, each compressed once and
   kept in memory; content-hashed ones (the widget manager's webpack chunks) are cached by
   the browser for good, so a reload downloads and asks the server nothing for them.
+- The loading screen stands still (templates/spinner.macro.html.j2): Voila's spinning
+  logo kept every loading page redrawing itself 60 times a second.
 - The pre-heated pool (--pool_size, CLASS_SIZE in the script): kernels are started one or
   two at a time, and a kernel taken by a visitor is replaced only once every page that took
   a kernel has connected to it, the server has then been quiet for a few seconds (no
@@ -47,6 +49,7 @@ import re
 import struct
 import sys
 import time
+from pathlib import Path
 
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
@@ -71,6 +74,8 @@ ARRIVAL_SECONDS = 60.0
 SPARE_CORES = 0.5  # ... and only while at least this much of the CPU is idle
 KERNEL_NICENESS = 10  # kernels yield the CPU to the web server (and to each other's pages)
 MAX_PARALLEL_STARTS = 2  # kernels started at once while filling the pool
+# Templates searched before Voila's: a loading screen that stands still (see the file).
+TEMPLATES = Path(__file__).with_name("templates")
 
 FULL_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="60">
@@ -466,6 +471,10 @@ def _voila_class():
             settings["log_function"] = _log_request(manager.activity)
             self.log.info("At most %d kernels (FLOWEDU_MAX_KERNELS)", cap)
             return settings
+
+        def setup_template_dirs(self):
+            super().setup_template_dirs()
+            self.template_paths = [str(TEMPLATES), *self.template_paths]  # ours first
 
         def init_handlers(self):
             handlers = super().init_handlers()
