@@ -62,6 +62,7 @@ from voila_server import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
     FRAMES_AND_MOVING_MS,
+    LOOP,
     NEWER_VERSION,
     WIDGET,
 )
@@ -331,6 +332,7 @@ async def arrive_ws(s: Session, port: int, assets: list[str], timeout: float) ->
 
 async def play_page(s: Session, seconds: float, click_at: float, timeout: float) -> None:
     page = s.page
+    await page.locator(LOOP).check()  # opened, a page plays once; this measures it looping
     if await page.locator(WIDGET).get_attribute("data-playing") != "1":
         await page.locator(".flowedu-play").click()
     f0, t0 = await page.evaluate(FRAMES_AND_MOVING_MS)  # frames/s of motion, not of rest

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET, wait_for_version_after
+from voila_server import CHROMIUM, CHROMIUM_ARGS, LOOP, WIDGET, wait_for_version_after
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
@@ -156,6 +156,27 @@ def test_page_renders_the_app_without_code_or_errors(app):
     assert "Dashboard()" not in app.content()  # sources are stripped: no code on the page
     assert app.locator("textarea, input[type=text]").count() == 0  # nothing to type code into
     assert app.evaluate("window.__flowedu_first_frame_ms") > 0
+    assert_no_errors(app)
+
+
+# True once the animation has stopped at position p.
+RESTING_AT = f"""(p) => {{ const w = document.querySelector('{WIDGET}');
+                         return w.dataset.playing === '0' && Number(w.dataset.position) === p; }}"""
+
+
+def test_opened_it_plays_the_flow_once_and_loops_only_when_asked(app):
+    # Opened, the page plays the pass through once and rests on its last layer (a page
+    # looping on while nobody watches keeps a core busy); with loop ticked it starts over.
+    layers = float(app.locator(".flowedu-scrub").get_attribute("max"))
+    assert not app.locator(LOOP).is_checked()
+    app.wait_for_function(RESTING_AT, arg=layers)
+    app.locator(LOOP).check()
+    pause_at(app, layers - 0.3)
+    app.locator(".flowedu-play").click()
+    app.wait_for_function(f"() => document.querySelector('{WIDGET}').dataset.position < 0.5")
+    assert app.locator(WIDGET).get_attribute("data-playing") == "1"  # looped, still playing
+    app.locator(LOOP).uncheck()
+    pause_at(app, 0)
     assert_no_errors(app)
 
 

@@ -36,6 +36,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 WIDGET = ".flowedu-canvas-widget"  # the dashboard canvas, once it is on the page
+LOOP = ".flowedu-loop input"  # its loop checkbox (off when the page opens)
 
 
 # True in the page once the canvas shows frames newer than version v (page.wait_for_function's

@@ -421,7 +421,10 @@ function render({ model, el: host }) {
   const loopLabel = el("label", "flowedu-loop");
   const loopBox = el("input");
   loopBox.type = "checkbox";
-  loopBox.checked = true;
+  // Off at first: opened, the page plays the flow through once and rests on the result
+  // (Play replays it). A page that loops on while nobody watches keeps a core busy for
+  // nothing; thirty looping on one machine slowed the pages still loading by a third.
+  loopBox.checked = false;
   loopLabel.append(loopBox, " loop");
   bar.append(playButton, slider, layerLabel, speed, loopLabel);
   stage.append(canvas, bar);

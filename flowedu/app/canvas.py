@@ -42,7 +42,7 @@ class FlowCanvas(anywidget.AnyWidget):
     show_grid = t.Bool(True).tag(sync=True)
     show_heatmap = t.Bool(False).tag(sync=True)
     colour_by = t.Unicode("flow").tag(sync=True)  # "flow" (blue -> orange) or "logdet"
-    autoplay = t.Bool(True).tag(sync=True)  # start playing when the first frames arrive
+    autoplay = t.Bool(True).tag(sync=True)  # play once through when the first frames arrive
     size = t.Int(600).tag(sync=True)  # CSS pixels per side of the square canvas
     seconds_per_layer = t.Float(0.8).tag(sync=True)  # at speed 1x
 

@@ -191,8 +191,9 @@ class Dashboard:
             [
                 section("This flow", self.stats),
                 widgets.HTML(
-                    "<p class='flowedu-help'>\u25b6 plays the pass; drag the slider to scrub "
-                    "layer by layer (keys: space, \u2190, \u2192 with the picture focused).</p>"
+                    "<p class='flowedu-help'>\u25b6 plays the pass (tick loop to keep it "
+                    "going); drag the slider to scrub layer by layer (keys: space, \u2190, "
+                    "\u2192 with the picture focused).</p>"
                 ),
             ],
             layout={"width": "320px", "margin": "0 0 0 16px"},
