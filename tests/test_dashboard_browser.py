@@ -7,6 +7,7 @@ missing (CI installs it: apt-get install chromium).
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -88,6 +89,8 @@ def app(pretrained_dir):
             page.set_default_timeout(TIMEOUT_MS)
             page.errors = []
             page.on("pageerror", lambda err: page.errors.append(f"page error: {err}"))
+            page.requests = []
+            page.on("request", lambda request: page.requests.append(request.url))
 
             def on_console(msg):
                 # This machine has no internet: the Voila template's font CDN cannot load.
@@ -157,6 +160,20 @@ def test_page_renders_the_app_without_code_or_errors(app):
     assert app.locator("textarea, input[type=text]").count() == 0  # nothing to type code into
     assert app.evaluate("window.__flowedu_first_frame_ms") > 0
     assert_no_errors(app)
+
+
+def test_voilas_chunks_arrive_in_one_file(app):
+    # flowedu.app.serve sends the chunks in flowedu/app/page_chunks.txt as one script; a
+    # chunk asked for on its own is missing from that list (the page works, only slower).
+    alone = [url for url in app.requests if re.search(r"/voila/static/[0-9]+\.voila\.js", url)]
+    assert not alone, (
+        f"the page asked for {len(alone)} of Voila's chunks on their own ({alone[:3]}...): "
+        "run scripts/record_page_chunks.py to list them again"
+    )
+    assert (
+        sum(url.split("?")[0].endswith("/voila/static/flowedu-chunks.js") for url in app.requests)
+        == 1
+    )
 
 
 # True once the animation has stopped at position p.

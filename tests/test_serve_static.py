@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 from voila_server import serve
 
-from flowedu.app.serve import MIN_COMPRESSED_BYTES, gzipped
+from flowedu.app.serve import (
+    CHUNKS_FILE,
+    MIN_COMPRESSED_BYTES,
+    PAGE_CHUNKS,
+    chunk_bundle,
+    gzipped,
+    page_chunk_names,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
@@ -104,3 +111,36 @@ def test_with_a_class_password_static_files_stay_public_and_the_page_does_not():
         request = urllib.request.Request(server.url)
         with urllib.request.urlopen(request, timeout=60) as response:
             assert "/login" in response.url  # the page itself asks for the password
+
+
+def test_the_listed_chunks_are_voilas_and_arrive_as_one_script(server):
+    import voila.paths
+
+    static = [Path(d) for d in voila.paths.collect_static_paths(["voila", "nbconvert"], "lab")]
+    names = page_chunk_names(PAGE_CHUNKS)
+    files = {n: next((d / n for d in static if (d / n).is_file()), None) for n in names}
+    missing = [n for n, f in files.items() if f is None]
+    assert names and not missing, (
+        f"not among Voila's static files: {missing}; run scripts/record_page_chunks.py"
+    )
+    status, headers, body = fetch(server.url + "voila/static/" + CHUNKS_FILE)
+    assert status == 200 and "javascript" in headers["Content-Type"]
+    assert all(f.read_bytes() in body for f in files.values())
+    status, headers, sent = fetch(
+        server.url + "voila/static/" + CHUNKS_FILE, **{"Accept-Encoding": "gzip"}
+    )
+    assert headers["Content-Encoding"] == "gzip" and gzip.decompress(sent) == body
+
+
+def test_a_chunk_bundle_takes_only_chunk_files_that_exist(tmp_path):
+    (tmp_path / "12.voila.js").write_text("chunk12();")
+    (tmp_path / "voila.js").write_text("main();")
+    (tmp_path / "notes.txt").write_text("secret")
+    listing = tmp_path / "chunks.txt"
+    listing.write_text(
+        "# a comment\n12.voila.js\n34.voila.js  # not there\nvoila.js\n../notes.txt\n"
+    )
+    assert page_chunk_names(listing) == ["12.voila.js", "34.voila.js", "voila.js", "../notes.txt"]
+    body = chunk_bundle(page_chunk_names(listing), [str(tmp_path)]).decode()
+    assert "chunk12();" in body
+    assert "main();" not in body and "secret" not in body  # only NNNN.voila.js chunks

@@ -24,6 +24,10 @@ scripts/serve_dashboard.sh (and `make dashboard`) run this. What it adds to plai
   the browser for good, so a reload downloads and asks the server nothing for them.
 - The loading screen stands still (templates/spinner.macro.html.j2): Voila's spinning
   logo kept every loading page redrawing itself 60 times a second.
+- Voila's front end arrives as some 80 scripts, each asked for once the one before has run
+  (webpack chunks); the page gets those it needs in one file before Voila's own script,
+  which then finds them loaded (templates/voila_setup.macro.html.j2, page_chunks.txt). A
+  chunk not in the file is still loaded on demand, as before.
 - The pre-heated pool (--pool_size, CLASS_SIZE in the script): kernels are started one or
   two at a time, and a kernel taken by a visitor is replaced only once every page that took
   a kernel has connected to it, the server has then been quiet for a few seconds (no
@@ -42,12 +46,15 @@ without one is refused; docs/classroom.md shows a reverse proxy in front.
 
 from __future__ import annotations
 
+import atexit
 import gzip
 import html
 import os
 import re
+import shutil
 import struct
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,8 +81,13 @@ ARRIVAL_SECONDS = 60.0
 SPARE_CORES = 0.5  # ... and only while at least this much of the CPU is idle
 KERNEL_NICENESS = 10  # kernels yield the CPU to the web server (and to each other's pages)
 MAX_PARALLEL_STARTS = 2  # kernels started at once while filling the pool
-# Templates searched before Voila's: a loading screen that stands still (see the file).
+# Templates searched before Voila's: a loading screen that stands still, and the page's
+# scripts with Voila's chunks in one file (see each file).
 TEMPLATES = Path(__file__).with_name("templates")
+# The chunks of Voila's front end that the dashboard's page loads (scripts/
+# record_page_chunks.py writes the list; FLOWEDU_PAGE_CHUNKS names another, "" none).
+PAGE_CHUNKS = Path(__file__).with_name("page_chunks.txt")
+CHUNKS_FILE = "flowedu-chunks.js"  # served from voila/static/, as Voila's own chunks are
 
 FULL_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="60">
@@ -340,6 +352,28 @@ def _static_handler(base, cache_hashed: bool):
     return ClassStaticHandler
 
 
+def page_chunk_names(listing: Path) -> list[str]:
+    """The chunk file names in a page_chunks.txt (one a line; # starts a comment)."""
+    lines = (line.split("#")[0].strip() for line in listing.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def chunk_bundle(names: list[str], static_paths: list[str]) -> bytes:
+    """Voila's chunk files of these names, found in its static folders, as one script.
+
+    Each chunk hands its modules to webpack's list of loaded chunks (`self.webpackChunk...
+    .push(...)`), which Voila's runtime reads when it starts: run before it, the file
+    leaves nothing for the page to fetch. A name not found is left out (that chunk is
+    loaded on demand), so a list from another Voila version costs speed, not correctness.
+    """
+    parts = [b"/* Voila's chunks for the flowedu dashboard (flowedu.app.serve) */"]
+    for name in names:
+        found = [Path(d) / name for d in static_paths if (Path(d) / name).is_file()]
+        if found and re.fullmatch(r"[0-9]+\.voila\.js", name):
+            parts.append(found[0].read_bytes())
+    return b";\n".join(parts) + b"\n"
+
+
 # ------------------------------------------------------------------------- kernels
 
 
@@ -475,6 +509,12 @@ def _voila_class():
         def setup_template_dirs(self):
             super().setup_template_dirs()
             self.template_paths = [str(TEMPLATES), *self.template_paths]  # ours first
+            listed = os.environ.get("FLOWEDU_PAGE_CHUNKS", str(PAGE_CHUNKS))
+            names = page_chunk_names(Path(listed)) if listed else []
+            folder = Path(tempfile.mkdtemp(prefix="flowedu-chunks-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            (folder / CHUNKS_FILE).write_bytes(chunk_bundle(names, self.static_paths))
+            self.static_paths = [str(folder), *self.static_paths]
 
         def init_handlers(self):
             handlers = super().init_handlers()
