@@ -34,6 +34,7 @@ from voila_server import (  # noqa: E402
     FRAMES_AND_MOVING_MS,
     LOOP,
     WIDGET,
+    play,
     wait_for_version_after,
 )
 
@@ -89,8 +90,7 @@ def measure_fps(page, seconds: float) -> tuple[float, float]:
     time counted is the time the animation was moving (canvas.js keeps it).
     """
     page.locator(LOOP).check()  # opened, the page plays once; this measures it looping
-    if page.locator(WIDGET).get_attribute("data-playing") != "1":
-        page.locator(".flowedu-play").click()
+    play(page)
     page.wait_for_timeout(500)  # let the first frames after a change settle
     f0, t0 = page.evaluate(FRAMES_AND_MOVING_MS)
     page.wait_for_timeout(1000 * seconds)

@@ -64,6 +64,8 @@ from voila_server import (  # noqa: E402
     FRAMES_AND_MOVING_MS,
     LOOP,
     NEWER_VERSION,
+    PLAY_UNLESS_PLAYING,
+    PLAYING,
     WIDGET,
 )
 
@@ -333,8 +335,8 @@ async def arrive_ws(s: Session, port: int, assets: list[str], timeout: float) ->
 async def play_page(s: Session, seconds: float, click_at: float, timeout: float) -> None:
     page = s.page
     await page.locator(LOOP).check()  # opened, a page plays once; this measures it looping
-    if await page.locator(WIDGET).get_attribute("data-playing") != "1":
-        await page.locator(".flowedu-play").click()
+    await page.evaluate(PLAY_UNLESS_PLAYING)
+    await page.wait_for_function(PLAYING)
     f0, t0 = await page.evaluate(FRAMES_AND_MOVING_MS)  # frames/s of motion, not of rest
     await asyncio.sleep(click_at)
     version = int(await page.locator(WIDGET).get_attribute("data-version"))

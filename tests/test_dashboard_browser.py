@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from voila_server import CHROMIUM, CHROMIUM_ARGS, LOOP, WIDGET, wait_for_version_after
+from voila_server import CHROMIUM, CHROMIUM_ARGS, LOOP, WIDGET, play, wait_for_version_after
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
@@ -330,8 +330,7 @@ def test_each_toggle_changes_the_drawing(app, control):
 
 def test_train_runs_in_the_background_and_a_second_click_stops_it(app):
     before = version(app)
-    if app.locator(WIDGET).get_attribute("data-playing") != "1":
-        app.locator(".flowedu-play").click()
+    play(app)
     app.locator("button", has_text="Train").click()
     stop = app.locator("button", has_text="Stop")
     stop.wait_for()

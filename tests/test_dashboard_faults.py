@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET, wait_for_version_after
+from voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET, play, wait_for_version_after
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
@@ -63,8 +63,7 @@ def page(server):
 def wait_until_animating(page) -> None:
     """Wait for the frames to arrive and for the canvas to draw new ones, playing."""
     page.locator(f"{WIDGET}[data-version]").wait_for()
-    if page.locator(WIDGET).get_attribute("data-playing") != "1":
-        page.locator(".flowedu-play").click()
+    play(page)
     drawn = page.evaluate("window.__flowedu_frames")
     page.wait_for_function("(n) => window.__flowedu_frames > n + 10", arg=drawn)
 

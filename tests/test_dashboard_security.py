@@ -28,6 +28,7 @@ from voila_server import (
     WIDGET,
     cpu_seconds,
     descendants,
+    play,
     serve,
     wait_for_version_after,
 )
@@ -290,8 +291,7 @@ def open_page(browser, url: str):
 
 
 def animating(page, frames: int = 10, timeout_ms: int = 10_000) -> None:
-    if page.locator(WIDGET).get_attribute("data-playing") != "1":
-        page.locator(".flowedu-play").click()
+    play(page)
     drawn = page.evaluate("window.__flowedu_frames")
     page.wait_for_function(
         "(n) => window.__flowedu_frames > n", arg=drawn + frames, timeout=timeout_ms

@@ -38,6 +38,19 @@ CHROMIUM_ARGS = [
 WIDGET = ".flowedu-canvas-widget"  # the dashboard canvas, once it is on the page
 LOOP = ".flowedu-loop input"  # its loop checkbox (off when the page opens)
 
+# Press Play unless the canvas is playing, in one step in the page: its autoplay starts
+# whenever the browser keeps time, and a click just after it would pause it again.
+PLAY_UNLESS_PLAYING = f"""() => {{
+  if (document.querySelector('{WIDGET}').dataset.playing !== '1')
+    document.querySelector('.flowedu-play').click(); }}"""
+PLAYING = f"() => document.querySelector('{WIDGET}').dataset.playing === '1'"
+
+
+def play(page) -> None:
+    """Make the canvas play (Playwright, sync); return once it does."""
+    page.evaluate(PLAY_UNLESS_PLAYING)
+    page.wait_for_function(PLAYING)
+
 
 # True in the page once the canvas shows frames newer than version v (page.wait_for_function's
 # argument, for the sync and the async Playwright alike).

@@ -24,6 +24,13 @@
 
 const SPEEDS = [0.25, 0.5, 1, 2, 4];
 const HOLD_END_MS = 1200; // rest on the last layer before looping
+// The autoplay starts once the browser keeps time (see whenTheBrowserKeepsTime).
+const KEEPING_TIME = {
+  probeMs: 50, // a timer of this long ...
+  onTimeMs: 15, // ... that fires at most this late is on time
+  probes: 3, // this many on time in a row
+  maxWaitMs: 15000, // and after this long it starts anyway
+};
 const HEAT_RGB = [150, 150, 178]; // densest colour of the density images (white is zero)
 
 function view(buffer, Type) {
@@ -397,6 +404,27 @@ function watchKernel(model, host) {
   return () => stops.forEach((stop) => stop());
 }
 
+function whenTheBrowserKeepsTime(start, o = KEEPING_TIME) {
+  // Call start() once timers fire on time: o.probes timers of o.probeMs in a row, each at
+  // most o.onTimeMs late (or after o.maxWaitMs at most). A browser still busy, with this
+  // page's scripts or other tabs, would show the animation at a few frames a second and
+  // slow down whatever keeps it busy: thirty pages opened at once on two cores were
+  // interactive sooner when those already up waited. Returns a function that cancels it.
+  const began = performance.now();
+  let onTime = 0;
+  let timer = 0;
+  const probe = () => {
+    const due = performance.now() + o.probeMs;
+    timer = setTimeout(() => {
+      onTime = performance.now() - due <= o.onTimeMs ? onTime + 1 : 0;
+      if (onTime >= o.probes || performance.now() - began > o.maxWaitMs) start();
+      else probe();
+    }, o.probeMs);
+  };
+  probe();
+  return () => clearTimeout(timer);
+}
+
 // ------------------------------------------------------------------ the widget
 
 function render({ model, el: host }) {
@@ -470,7 +498,9 @@ function render({ model, el: host }) {
     markDirty();
   }
 
+  let cancelAutoplay = () => {};
   function setPlaying(on) {
+    cancelAutoplay(); // a visitor's own choice, or the autoplay itself: it is done
     const f = state.f;
     if (on && f && state.pos >= f.L) state.clock = state.pos = 0; // replay from the start
     state.playing = on && !!f && f.L > 0;
@@ -503,7 +533,9 @@ function render({ model, el: host }) {
     slider.max = String(f.L);
     if (!sameSetting) setPosition(0);
     host.dataset.version = String(model.get("version"));
-    if (!state.autoplayed && model.get("autoplay")) setPlaying(true);
+    if (!state.autoplayed && model.get("autoplay")) {
+      cancelAutoplay = whenTheBrowserKeepsTime(() => setPlaying(true));
+    }
     state.autoplayed = true;
     markDirty();
   }
@@ -616,6 +648,7 @@ function render({ model, el: host }) {
   const stopWatching = watchKernel(model, host);
   return () => {
     cancelAnimationFrame(raf);
+    cancelAutoplay();
     stopWatching();
     model.off("change:version", load);
     model.off("change:show_grid", redraw);
@@ -625,4 +658,5 @@ function render({ model, el: host }) {
   };
 }
 
+export { whenTheBrowserKeepsTime }; // for the tests
 export default { render };
