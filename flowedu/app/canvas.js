@@ -29,7 +29,7 @@ const KEEPING_TIME = {
   probeMs: 50, // a timer of this long ...
   onTimeMs: 15, // ... that fires at most this late is on time
   probes: 3, // this many on time in a row
-  maxWaitMs: 15000, // and after this long it starts anyway
+  maxWaitMs: 60000, // and after this long it starts anyway
 };
 const HEAT_RGB = [150, 150, 178]; // densest colour of the density images (white is zero)
 
