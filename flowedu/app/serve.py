@@ -277,7 +277,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 # Text files are sent gzip-compressed to browsers that accept it (all do): a first visit
-# downloads 97 files, 5.1 MiB as they are and about a third of that compressed, which is
+# downloads 5.1 MiB of scripts and styles, and about a third of that compressed, which is
 # what thirty students share of a classroom's network. Each file is compressed once, when
 # first asked for, and kept in memory (about 1.5 MiB for all of them).
 COMPRESSIBLE = re.compile(r"\.(js|mjs|css|json|svg|map|html|txt)$")
