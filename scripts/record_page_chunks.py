@@ -19,9 +19,9 @@ sys.path.insert(0, str(ROOT / "tests"))  # voila_server.py
 
 from voila_server import CHROMIUM, CHROMIUM_ARGS, WIDGET, serve  # noqa: E402
 
-from flowedu.app.serve import PAGE_CHUNKS  # noqa: E402
+from flowedu.app.serve import CHUNK_NAME, PAGE_CHUNKS  # noqa: E402
 
-CHUNK = re.compile(r"/voila/static/([0-9]+\.voila\.js)(\?|$)")
+CHUNK = re.compile(rf"/voila/static/({CHUNK_NAME.pattern})(\?|$)")
 HEADER = """\
 # The chunks of Voila's front end (voila/static/NNNN.voila.js) that the dashboard's page
 # loads, in the order it asked for them. flowedu.app.serve sends them as one file before

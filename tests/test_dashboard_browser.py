@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from voila_server import CHROMIUM, CHROMIUM_ARGS, LOOP, WIDGET, play, wait_for_version_after
 
+from flowedu.app.serve import CHUNK_NAME, CHUNKS_FILE
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "dashboard.ipynb"
 SCREENSHOT = ROOT / "artifacts" / "dashboard.png"
@@ -165,15 +167,13 @@ def test_page_renders_the_app_without_code_or_errors(app):
 def test_voilas_chunks_arrive_in_one_file(app):
     # flowedu.app.serve sends the chunks in flowedu/app/page_chunks.txt as one script; a
     # chunk asked for on its own is missing from that list (the page works, only slower).
-    alone = [url for url in app.requests if re.search(r"/voila/static/[0-9]+\.voila\.js", url)]
+    alone = [url for url in app.requests if re.search(rf"/voila/static/{CHUNK_NAME.pattern}", url)]
     assert not alone, (
         f"the page asked for {len(alone)} of Voila's chunks on their own ({alone[:3]}...): "
         "run scripts/record_page_chunks.py to list them again"
     )
-    assert (
-        sum(url.split("?")[0].endswith("/voila/static/flowedu-chunks.js") for url in app.requests)
-        == 1
-    )
+    bundle = f"/voila/static/{CHUNKS_FILE}"
+    assert sum(url.split("?")[0].endswith(bundle) for url in app.requests) == 1
 
 
 # True once the animation has stopped at position p.

@@ -87,7 +87,8 @@ TEMPLATES = Path(__file__).with_name("templates")
 # The chunks of Voila's front end that the dashboard's page loads (scripts/
 # record_page_chunks.py writes the list; FLOWEDU_PAGE_CHUNKS names another, "" none).
 PAGE_CHUNKS = Path(__file__).with_name("page_chunks.txt")
-CHUNKS_FILE = "flowedu-chunks.js"  # served from voila/static/, as Voila's own chunks are
+CHUNKS_FILE = "flowedu-chunks.js"  # in voila/static/; templates/voila_setup.macro.html.j2 names it
+CHUNK_NAME = re.compile(r"[0-9]+\.voila\.js")  # how Voila names its chunks (e.g. 7155.voila.js)
 
 FULL_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="60">
@@ -367,10 +368,10 @@ def chunk_bundle(names: list[str], static_paths: list[str]) -> bytes:
     loaded on demand), so a list from another Voila version costs speed, not correctness.
     """
     parts = [b"/* Voila's chunks for the flowedu dashboard (flowedu.app.serve) */"]
-    for name in names:
-        found = [Path(d) / name for d in static_paths if (Path(d) / name).is_file()]
-        if found and re.fullmatch(r"[0-9]+\.voila\.js", name):
-            parts.append(found[0].read_bytes())
+    for name in filter(CHUNK_NAME.fullmatch, names):
+        found = next((Path(d) / name for d in static_paths if (Path(d) / name).is_file()), None)
+        if found is not None:
+            parts.append(found.read_bytes())
     return b";\n".join(parts) + b"\n"
 
 
