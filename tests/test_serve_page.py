@@ -11,6 +11,7 @@ import re
 import urllib.request
 from pathlib import Path
 
+import pytest
 from voila_server import serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,3 +27,12 @@ def test_the_loading_screen_says_what_is_loading_and_does_not_move():
     assert "flowedu-loading-mark" in screen.group(0)
     assert "Loading the dashboard" in screen.group(0)
     assert "@keyframes" not in page and not re.search(r"\banimation\s*:", page)
+
+
+def test_a_chunk_list_that_cannot_be_read_stops_the_server_with_what_to_do(tmp_path):
+    missing = tmp_path / "no_such_list.txt"
+    with pytest.raises(RuntimeError) as stopped:
+        with serve(NOTEBOOK, cwd=ROOT, env={"FLOWEDU_PAGE_CHUNKS": str(missing)}, timeout=60):
+            pass
+    assert f"FLOWEDU_PAGE_CHUNKS={missing}: cannot read" in str(stopped.value)
+    assert 'set it to "" to send no chunks' in str(stopped.value)

@@ -511,7 +511,14 @@ def _voila_class():
             super().setup_template_dirs()
             self.template_paths = [str(TEMPLATES), *self.template_paths]  # ours first
             listed = os.environ.get("FLOWEDU_PAGE_CHUNKS", str(PAGE_CHUNKS))
-            names = page_chunk_names(Path(listed)) if listed else []
+            try:
+                names = page_chunk_names(Path(listed)) if listed else []
+            except OSError as err:
+                raise SystemExit(
+                    f"FLOWEDU_PAGE_CHUNKS={listed}: cannot read that list of Voila's chunks "
+                    f"({err.strerror}). Point it at a file like {PAGE_CHUNKS}, or set it to "
+                    '"" to send no chunks in one file'
+                ) from None
             folder = Path(tempfile.mkdtemp(prefix="flowedu-chunks-"))
             atexit.register(shutil.rmtree, folder, ignore_errors=True)
             (folder / CHUNKS_FILE).write_bytes(chunk_bundle(names, self.static_paths))
