@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # voila_
 from voila_server import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
+    FIRST_FRAME,
     FRAMES_AND_MOVING_MS,
     LOOP,
     WIDGET,
@@ -142,7 +143,7 @@ def browser_numbers(
                     page.set_default_timeout(60_000)
                     page.goto(server.url)
                     page.locator(f"{WIDGET}[data-version]").wait_for()
-                    page.wait_for_function("window.__flowedu_first_frame_ms !== undefined")
+                    page.wait_for_function(FIRST_FRAME)
                     out[f"navigation to first frame drawn (interactive), visit {visit}, s"] = (
                         page.evaluate("window.__flowedu_first_frame_ms") / 1000
                     )

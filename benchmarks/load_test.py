@@ -61,11 +61,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # voila_
 from voila_server import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
+    FIRST_FRAME,
     FRAMES_AND_MOVING_MS,
     LOOP,
     NEWER_VERSION,
     PLAY_UNLESS_PLAYING,
     PLAYING,
+    POLL_MS,
     WIDGET,
 )
 
@@ -228,12 +230,6 @@ def is_direction(model: dict) -> bool:
 
 
 # ----------------------------------------------------------------------------- sessions
-
-FIRST_FRAME = "window.__flowedu_first_frame_ms !== undefined"  # the page's own clock says when
-# The harness waits for a loading page with a timer. Playwright's default polls on every
-# animation frame, which makes a waiting page draw itself 60 times a second as no
-# student's browser does: with 30 pages loading, that was most of the GPU process's CPU.
-POLL_MS = 100
 
 
 async def arrive_page(s: Session, browser, url: str, timeout: float) -> None:

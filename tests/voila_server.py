@@ -62,6 +62,14 @@ def wait_for_version_after(page, old: int) -> None:
     page.wait_for_function(NEWER_VERSION, arg=old)
 
 
+# True in the page once the canvas has drawn its first frame (window.__flowedu_first_frame_ms,
+# on the page's own clock, is then the time to interactive). Wait for a loading page with
+# polling=POLL_MS: Playwright's default polls on every animation frame, which makes a waiting
+# page draw itself 60 times a second as no student's browser does (with 30 pages loading in
+# benchmarks/load_test.py, that was most of the GPU process's CPU).
+FIRST_FRAME = "window.__flowedu_first_frame_ms !== undefined"
+POLL_MS = 100
+
 # What the benchmarks read to get frames/s: frames drawn so far, and milliseconds of play
 # spent moving (canvas.js keeps both; the rest at the end of a pass draws nothing).
 FRAMES_AND_MOVING_MS = "[window.__flowedu_frames, window.__flowedu_moving_ms]"
